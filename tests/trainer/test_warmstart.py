@@ -22,6 +22,7 @@ from aem.trainer.warmstart import (
     corpus_texts,
     expert_dataset,
     format_response,
+    sft_lr_factor,
     supervised_finetune,
     tokenize_pairs,
     well_formed_rate,
@@ -208,3 +209,50 @@ def test_sft_is_reproducible_and_checks_arguments(tokenizer: Any, pairs: Any) ->
         NoisyExpert("household", noise=1.5)
     with pytest.raises(ValueError, match="env_name"):
         NoisyExpert("nowhere")
+
+
+def test_expert_labels_are_the_noise_free_expert_in_the_states_noise_reached() -> None:
+    """labels="expert": same states as labels="taken" (same seed), but every label is what the
+    observation-only expert would do given the prompt's task, observation, actions and window."""
+    taken = expert_dataset("household", 4, noise=0.5, seed=5, prompt=COMPACT, max_turns=15)
+    relabelled = expert_dataset(
+        "household", 4, noise=0.5, seed=5, prompt=COMPACT, max_turns=15, labels="expert"
+    )
+    assert [p for p, _ in taken] == [p for p, _ in relabelled]
+    differ = 0
+    for (prompt, label), (_, played) in zip(relabelled, taken, strict=True):
+        lines = prompt.splitlines()
+        task = lines[0].removeprefix("Task: ")
+        observation_line = next(
+            i
+            for i, x in enumerate(lines)
+            if x.startswith("Obs ") and not any(y.startswith("Act ") for y in lines[i + 1 :])
+        )
+        observation = "\n".join(lines[observation_line:-1]).split(": ", 1)[1]
+        admissible = lines[-1].removeprefix("Actions: ").split(" | ")
+        history = []
+        if "Act " in prompt:
+            act_line = next(x for x in lines if x.startswith("Act "))
+            obs_prev = "\n".join(lines[1 : lines.index(act_line)]).split(": ", 1)[1]
+            history = [(obs_prev, act_line.split(": ", 1)[1])]
+        assert parse_response(label).action == search_action(task, observation, admissible, history)
+        differ += label != played
+    assert differ > 0  # the noise changed some played actions, never the labels
+
+
+def test_expert_labels_need_an_observation_expert() -> None:
+    with pytest.raises(ValueError, match="labels must be"):
+        expert_dataset("household", 1, noise=0.0, seed=0, prompt=COMPACT, max_turns=2, labels="x")
+    with pytest.raises(ValueError, match="observation-only expert"):
+        expert_dataset("webshop", 1, 0.0, 0, COMPACT, max_turns=2, labels="expert")
+
+
+def test_sft_lr_factor_warms_up_then_decays_to_the_floor() -> None:
+    steps = 200
+    factors = [sft_lr_factor(step, steps) for step in range(steps)]
+    warm = 10  # 5% of 200
+    assert factors[:warm] == pytest.approx([(k + 1) / warm for k in range(warm)])
+    assert factors[warm] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(factors[warm:]))
+    assert factors[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 189 / 190)))
+    assert sft_lr_factor(steps, steps) == pytest.approx(0.1)

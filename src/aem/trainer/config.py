@@ -143,9 +143,13 @@ class WarmStartConfig(_Section):
     enabled: Literal["auto", "on", "off"] = Field("auto", description="auto: fresh tiny model")
     episodes: int = Field(1000, ge=1)
     noise: float = Field(0.1, ge=0.0, le=1.0)
+    labels: Literal["taken", "expert"] = Field(
+        "taken", description="expert: label noisy-play states with the expert's action (DAgger)"
+    )
     steps: int = Field(900, ge=0)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0.0)
+    cosine: bool = Field(False, description="warm-up then cosine decay of lr (else constant)")
 
 
 class EvalConfig(_Section):

@@ -251,12 +251,22 @@ class Trainer:
     # ------------------------------------------------------------------ one iteration
 
     def iteration(self, it: int) -> dict[str, Any]:
-        cfg, algo = self.config, self.algo
+        """Roll out one batch and learn from it; returns the iteration's metrics."""
         timer = PhaseTimer()
         with timer.phase("rollout"):
             batch, record = self.collect()
+        record.update(self.learn(batch, timer))
+        record.update(timer.as_metrics())
+        if "throughput/tokens" in record:
+            record["throughput/tokens_per_s"] = record["throughput/tokens"] / record["time/total"]
+        return record
+
+    def learn(self, batch: TurnBatch, timer: PhaseTimer) -> dict[str, Any]:
+        """Score ``batch`` (old log-probs + entropy), reference, advantage, AEM, update; each
+        phase timed into ``timer``. Returns the metrics of these phases."""
+        cfg, algo = self.config, self.algo
+        record: dict[str, Any] = {}
         if len(batch.response_ids) == 0:
-            record.update(timer.as_metrics())
             return record
         input_ids, attention_mask, response_mask = batch.to_padded(self.tokenizer.pad_token_id)
         response_mask = response_mask.bool()
@@ -368,9 +378,7 @@ class Trainer:
             record["drift/predicted_previous"] = self.previous_drift
         self.previous_entropy = entropy_now
         self.previous_drift = float(drift["drift/total"])
-        record.update(timer.as_metrics())
-        tokens = int(attention_mask.sum())
-        record["throughput/tokens_per_s"] = tokens / max(record["time/total"], 1e-9)
+        record["throughput/tokens"] = float(attention_mask.sum())
         record["rollout/rows"] = float(input_ids.shape[0])
         return record
 
@@ -412,7 +420,8 @@ class Trainer:
         }
         records = []
         try:
-            if self.start_iteration == 0 and self.warm_start_metrics:
+            if self.start_iteration == 0:
+                self.metrics.truncate_after(-2)  # a restart before the first checkpoint
                 start = {"iteration": -1, **self.warm_start_metrics}
                 start.update(self.evaluate())
                 self.metrics.write(start)

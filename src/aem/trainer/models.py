@@ -54,6 +54,7 @@ def initial_policy(
             ),
             max_turns=cfg.env.max_turns,
             env_kwargs=cfg.env.env_kwargs(),
+            labels=warm.labels,
         )
         losses = supervised_finetune(
             model,
@@ -65,6 +66,7 @@ def initial_policy(
             seed=cfg.seed,
             bf16=cfg.model.bf16,
             max_prompt_tokens=cfg.rollout.max_prompt_tokens,
+            cosine=warm.cosine,
         )
         model.eval()
         metrics = {

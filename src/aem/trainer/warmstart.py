@@ -16,9 +16,10 @@ attributes through a shadow environment.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -120,6 +121,17 @@ class NoisyExpert:
     def __call__(self, prompts: list[str], contexts: list[TurnContext]) -> list[str]:
         return [format_response(self.action(context)) for context in contexts]
 
+    def expert_action(self, context: TurnContext) -> str:
+        """The noise-free action of an observation-only expert for ``context`` (a function of
+        what the prompt shows, so it is the label of that prompt)."""
+        observation_expert = OBSERVATION_EXPERTS.get(self.env_name)
+        if observation_expert is None:
+            raise ValueError(
+                f"expert labels need an observation-only expert; {self.env_name!r} has none "
+                f"(have: {sorted(OBSERVATION_EXPERTS)})"
+            )
+        return observation_expert(context, self.history_length)
+
     def action(self, context: TurnContext) -> str:
         """The (possibly noisy) expert action for this turn of ``context``'s trajectory."""
         observation_expert = OBSERVATION_EXPERTS.get(self.env_name)
@@ -171,27 +183,45 @@ def expert_dataset(
     prompt: PromptConfig,
     max_turns: int,
     env_kwargs: dict[str, Any] | None = None,
+    labels: Literal["taken", "expert"] = "taken",
 ) -> list[tuple[str, str]]:
     """``(prompt text, response text)`` for every turn of ``num_episodes`` noisy-expert episodes.
 
     Task seeds and noise both derive from ``seed``. The response is :func:`format_response` of
-    the action taken; :func:`supervised_finetune` appends the tokenizer's eos to it.
+    the label; :func:`supervised_finetune` appends the tokenizer's eos to it. ``labels="taken"``
+    labels a turn with the action played (noise included); ``labels="expert"`` with the
+    noise-free expert's action in the state the noisy play reached (DAgger-style: the noise only
+    widens the states seen, so the model also learns to recover from detours). Expert labels
+    need an observation-only expert (:data:`OBSERVATION_EXPERTS`).
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes must be an int >= 1, got {num_episodes!r}")
+    if labels not in ("taken", "expert"):
+        raise ValueError(f"labels must be 'taken' or 'expert', got {labels!r}")
     rng = random.Random(seed)
     task_seeds = [rng.randrange(2**31) for _ in range(num_episodes)]
     actor = NoisyExpert(
         env_name, env_kwargs, noise, seed=rng.randrange(2**31), history_length=prompt.history_length
     )
-    responder = FunctionResponder(actor)
+    expert_labels: dict[str, str] = {}
+
+    def play(prompts: list[str], contexts: list[TurnContext]) -> list[str]:
+        if labels == "expert":
+            for text, context in zip(prompts, contexts, strict=True):
+                expert_labels[text] = format_response(actor.expert_action(context))
+        return actor(prompts, contexts)
+
+    responder = FunctionResponder(play)
     pairs: list[tuple[str, str]] = []
     try:
         for start in range(0, num_episodes, _EPISODE_CHUNK):
             chunk = task_seeds[start : start + _EPISODE_CHUNK]
             with EnvPool(env_name, len(chunk), env_kwargs) as pool:
                 batch = rollout(responder, pool, env_name, chunk, 1, max_turns, prompt)
-            pairs.extend(zip(batch.prompt_texts, batch.response_texts, strict=True))
+            responses = batch.response_texts
+            if labels == "expert":
+                responses = [expert_labels[text] for text in batch.prompt_texts]
+            pairs.extend(zip(batch.prompt_texts, responses, strict=True))
     finally:
         actor.close()
     return pairs
@@ -229,6 +259,16 @@ def tokenize_pairs(
     return prompts, responses
 
 
+def sft_lr_factor(step: int, steps: int, warmup: float = 0.05, floor: float = 0.1) -> float:
+    """Learning-rate multiplier of step ``step`` of ``steps``: linear warm-up over the first
+    ``warmup`` fraction, then cosine decay from 1 to ``floor``."""
+    warm = max(1, round(warmup * steps))
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, steps - warm)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def supervised_finetune(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -239,10 +279,12 @@ def supervised_finetune(
     seed: int,
     bf16: bool = False,
     max_prompt_tokens: int = 512,
+    cosine: bool = False,
 ) -> list[float]:
     """Behaviour cloning: AdamW on the mean negative log-likelihood of the response tokens
-    (eos included; prompt tokens carry no loss), gradient norm clipped to 1.0. Batches are drawn
-    without replacement, reshuffling each epoch, from ``torch.Generator().manual_seed(seed)``.
+    (eos included; prompt tokens carry no loss), gradient norm clipped to 1.0, learning rate
+    ``lr`` (times :func:`sft_lr_factor`, warm-up then cosine decay, if ``cosine``). Batches are
+    drawn without replacement, reshuffling each epoch, from ``torch.Generator().manual_seed(seed)``.
     Returns the loss of every step. The model's train/eval mode is restored afterwards.
     """
     if len(pairs) == 0:
@@ -256,6 +298,9 @@ def supervised_finetune(
     device = model.get_input_embeddings().weight.device
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: sft_lr_factor(step, steps) if cosine else 1.0
+    )
     order: list[int] = []
     losses: list[float] = []
     was_training = model.training
@@ -277,6 +322,7 @@ def supervised_finetune(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            schedule.step()
             losses.append(float(loss.detach()))
     finally:
         model.train(was_training)
