@@ -23,6 +23,7 @@ from aem.algorithms.losses import (
     register_policy_loss,
 )
 from aem.algorithms.modulation import aem_coefficients, modulate_advantages, response_entropy
+from aem.algorithms.shaping import overlong_penalty
 
 __all__ = [
     "AdvantageConfig",
@@ -40,6 +41,7 @@ __all__ = [
     "logprobs_and_entropy",
     "logprobs_from_logits",
     "modulate_advantages",
+    "overlong_penalty",
     "policy_losses",
     "register_advantage_estimator",
     "register_policy_loss",

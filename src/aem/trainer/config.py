@@ -94,6 +94,14 @@ class AlgorithmConfig(_Section):
     norm_by_std: bool | None = None
     dynamic_sampling: bool | None = None
     max_refills: int = Field(2, ge=0, description="dynamic sampling: extra rollouts at most")
+    overlong_buffer: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="DAPO's soft overlong penalty: last fraction of "
+        "rollout.max_response_tokens over which the score falls by overlong_factor; 0 = off",
+    )
+    overlong_factor: float = Field(1.0, gt=0.0)
     gamma: float = Field(1.0, ge=0.0, le=1.0)
     lam: float = Field(1.0, ge=0.0, le=1.0)
     critic_lr: float = Field(1e-3, gt=0.0)
@@ -107,21 +115,26 @@ class AlgorithmConfig(_Section):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "grpo": dict(estimator="grpo", loss="ppo", clip_low=0.2, clip_high=0.2, dual_clip_c=3.0,
-                 agg_mode="token-mean", kl_coef=0.01, norm_by_std=True, dynamic_sampling=False),
+                 agg_mode="token-mean", kl_coef=0.01, norm_by_std=True, dynamic_sampling=False,
+                 overlong_buffer=0.0),
     "dapo": dict(estimator="grpo", loss="ppo", clip_low=0.2, clip_high=0.28, dual_clip_c=3.0,
-                 agg_mode="token-mean", kl_coef=0.01, norm_by_std=True, dynamic_sampling=True),
+                 agg_mode="token-mean", kl_coef=0.01, norm_by_std=True, dynamic_sampling=True,
+                 overlong_buffer=0.25),
     "gspo": dict(estimator="grpo", loss="gspo", clip_low=3e-4, clip_high=4e-4, dual_clip_c=None,
                  agg_mode="seq-mean-token-mean", kl_coef=0.01, norm_by_std=True,
-                 dynamic_sampling=False),
+                 dynamic_sampling=False, overlong_buffer=0.0),
     "rloo": dict(estimator="rloo", loss="ppo", clip_low=0.2, clip_high=0.28, dual_clip_c=3.0,
                  agg_mode="seq-mean-token-sum", kl_coef=0.0, norm_by_std=False,
-                 dynamic_sampling=True),
+                 dynamic_sampling=True, overlong_buffer=0.0),
     "ppo": dict(estimator="gae", loss="ppo", clip_low=0.2, clip_high=0.2, dual_clip_c=3.0,
-                agg_mode="token-mean", kl_coef=0.01, norm_by_std=False, dynamic_sampling=False),
+                agg_mode="token-mean", kl_coef=0.01, norm_by_std=False, dynamic_sampling=False,
+                overlong_buffer=0.0),
     "gigpo": dict(estimator="gigpo", loss="ppo", clip_low=0.2, clip_high=0.2, dual_clip_c=3.0,
-                  agg_mode="token-mean", kl_coef=0.01, norm_by_std=True, dynamic_sampling=False),
+                  agg_mode="token-mean", kl_coef=0.01, norm_by_std=True, dynamic_sampling=False,
+                  overlong_buffer=0.0),
 }  # fmt: skip
-"""Paper App. D: DAPO = clip-higher 0.28 + token-mean + dynamic sampling; GSPO = sequence ratio
+"""Paper App. D: DAPO = clip-higher 0.28 + token-mean + dynamic sampling + soft overlong penalty
+(over the last quarter of the response budget; DAPO used 4k of 20k tokens); GSPO = sequence ratio
 with its small clip range; RLOO = DeepSWE's leave-one-out, no KL, seq-mean-token-sum."""
 
 

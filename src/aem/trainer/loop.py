@@ -19,6 +19,7 @@ from aem.agent import PromptConfig
 from aem.algorithms.advantages import AdvantageConfig, AdvantageInputs, compute_advantages
 from aem.algorithms.analysis import predicted_entropy_drift, quadrant_keep_mask, span_quadrants
 from aem.algorithms.modulation import aem_coefficients, modulate_advantages, response_entropy
+from aem.algorithms.shaping import overlong_penalty
 from aem.envs import names as env_names
 from aem.envs.pool import EnvPool
 from aem.policy.model import save_policy
@@ -248,6 +249,19 @@ class Trainer:
             torch.cat([o.entropy for o in outputs]),
         )
 
+    def _scores(self, batch: TurnBatch, response_mask: Tensor) -> Tensor:
+        """Per-row scores (:meth:`TurnBatch.scores`) plus DAPO's overlong penalty when on."""
+        scores = batch.scores()
+        if self.algo.overlong_buffer:
+            budget = self.config.rollout.max_response_tokens
+            scores = scores + overlong_penalty(
+                response_mask.sum(dim=1),
+                budget,
+                self.algo.overlong_buffer * budget,
+                self.algo.overlong_factor,
+            )
+        return scores
+
     # ------------------------------------------------------------------ one iteration
 
     def iteration(self, it: int) -> dict[str, Any]:
@@ -292,7 +306,7 @@ class Trainer:
                 group_id=batch.group_id,
                 traj_id=batch.traj_id,
                 turn=batch.turn,
-                scores=batch.scores(),
+                scores=self._scores(batch, response_mask),
                 step_rewards=batch.reward,
                 values=values,
                 anchor_id=batch.anchor_id,
