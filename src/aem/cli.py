@@ -1,4 +1,4 @@
-"""``aem train | eval | envs``: the command line."""
+"""``aem train | eval | compare | envs``: the command line."""
 
 from __future__ import annotations
 
@@ -86,6 +86,77 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from aem.compare import SweepProgress, SweepSettings, run_sweep, write_report
+
+    console = Console(stderr=True)
+    if args.report_only:
+        report = write_report(args.report_only)
+        console.print(f"report regenerated: {report.files['report']}")
+        return 0
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    if not args.no_analysis and args.analysis_iterations < 1:
+        raise ConfigError(
+            f"--analysis-iterations must be >= 1 (or --no-analysis), got {args.analysis_iterations}"
+        )
+    settings = SweepSettings(
+        env=args.env,
+        algos=tuple(a.strip() for a in args.algos.split(",") if a.strip()),
+        seeds=args.seeds,
+        analysis_iterations=0 if args.no_analysis else args.analysis_iterations,
+        overrides=tuple(args.overrides),
+        config_file=args.config,
+    )
+    sweep_dir = Path(args.out or f"runs/compare-{settings.env}")
+    console.print(f"[bold]{settings.command(sweep_dir)}[/bold]")
+    columns = (
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} it"),
+        TextColumn("{task.fields[runs]}"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("sweep", total=None, runs="", status="planning")
+
+            def show(state: SweepProgress) -> None:
+                progress.update(
+                    task,
+                    completed=state.done_iterations,
+                    total=state.total_iterations,
+                    runs=f"{state.finished_runs}/{state.total_runs} runs",
+                    status=state.message,
+                )
+
+            result = run_sweep(settings, sweep_dir, jobs=args.jobs, on_progress=show)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: rerun `{settings.command(sweep_dir)}` to continue")
+        return 130
+    console.print(
+        f"runs: {len(result.trained)} trained, {len(result.resumed)} resumed, "
+        f"{len(result.reused)} reused, {len(result.failed)} failed"
+    )
+    report = write_report(sweep_dir)
+    print(report.files["table_md"].read_text())
+    console.print(f"report: {report.files['report']}")
+    for name, error in result.failed.items():
+        console.print(f"[red]failed[/red] {name}: {error}")
+    return 1 if result.failed else 0
+
+
 def _envs(args: argparse.Namespace) -> int:
     import aem.envs
 
@@ -106,6 +177,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("overrides", nargs="*")
     evaluate.set_defaults(run=_eval)
+    compare = sub.add_parser(
+        "compare", help="every algorithm with and without AEM over seeds, and the paper's report"
+    )
+    compare.add_argument("--env", default="household", help="environment name (aem envs)")
+    compare.add_argument(
+        "--algos", default="grpo,dapo,gspo", help="comma-separated algorithm presets"
+    )
+    compare.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per algorithm and arm")
+    compare.add_argument("--out", metavar="SWEEP", help="sweep directory (runs/compare-<env>)")
+    compare.add_argument("--config", help="YAML file of settings shared by every run")
+    compare.add_argument("--jobs", type=int, default=1, help="trainer processes at once")
+    compare.add_argument(
+        "--analysis-iterations",
+        type=int,
+        default=5,
+        help="iterations of the Analysis A (quadrant mask) runs for Figure 2",
+    )
+    compare.add_argument("--no-analysis", action="store_true", help="skip the Analysis A runs")
+    compare.add_argument(
+        "--report-only", metavar="SWEEP", help="regenerate SWEEP/report from existing runs"
+    )
+    compare.add_argument("overrides", nargs="*", help="dotted key=value settings for every run")
+    compare.set_defaults(run=_compare)
     envs = sub.add_parser("envs", help="list the registered environments")
     envs.set_defaults(run=_envs)
     return parser

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Section(BaseModel):
@@ -155,14 +162,25 @@ class OptimConfig(_Section):
 class WarmStartConfig(_Section):
     enabled: Literal["auto", "on", "off"] = Field("auto", description="auto: fresh tiny model")
     episodes: int = Field(1000, ge=1)
-    noise: float = Field(0.1, ge=0.0, le=1.0)
-    labels: Literal["taken", "expert"] = Field(
-        "taken", description="expert: label noisy-play states with the expert's action (DAgger)"
+    noise: float = Field(0.1, ge=0.0, le=1.0, description="share of random admissible actions")
+    labels: Literal["auto", "taken", "expert"] = Field(
+        "auto",
+        description="expert: label noisy-play states with the expert's action (DAgger); taken: "
+        "the action played; auto: expert where the env has an observation-only expert",
     )
-    steps: int = Field(900, ge=0)
+    invalid_noise: float = Field(
+        0.15, ge=0.0, le=1.0, description="share of refused actions in play (expert labels only)"
+    )
+    steps: int = Field(1500, ge=0)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0.0)
     cosine: bool = Field(False, description="warm-up then cosine decay of lr (else constant)")
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        """YAML reads a bare ``on`` / ``off`` as a boolean."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class EvalConfig(_Section):

@@ -15,7 +15,12 @@ from aem.policy.model import load_policy, save_policy
 from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.trainer.config import TrainConfig
-from aem.trainer.warmstart import corpus_texts, expert_dataset, supervised_finetune
+from aem.trainer.warmstart import (
+    OBSERVATION_EXPERTS,
+    corpus_texts,
+    expert_dataset,
+    supervised_finetune,
+)
 
 
 def initial_policy(
@@ -44,6 +49,9 @@ def initial_policy(
     warm = cfg.warm_start
     if warm.steps > 0 and (warm.enabled == "on" or (warm.enabled == "auto" and fresh)):
         start = time.perf_counter()
+        labels = warm.labels
+        if labels == "auto":
+            labels = "expert" if cfg.env.name in OBSERVATION_EXPERTS else "taken"
         pairs = expert_dataset(
             cfg.env.name,
             num_episodes=warm.episodes,
@@ -54,7 +62,8 @@ def initial_policy(
             ),
             max_turns=cfg.env.max_turns,
             env_kwargs=cfg.env.env_kwargs(),
-            labels=warm.labels,
+            labels=labels,
+            invalid_noise=warm.invalid_noise if labels == "expert" else 0.0,
         )
         losses = supervised_finetune(
             model,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -47,6 +48,7 @@ SEARCH_PLACEHOLDER = "<your query>"
 """WebShop's admissible ``search[<your query>]``; a random agent fills in words of the task."""
 
 _EPISODE_CHUNK = 32
+_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 
 def _household_expert(context: TurnContext, history_length: int) -> str:
@@ -89,8 +91,10 @@ class NoisyExpert:
     does not expose, so each pool environment is then mirrored by a private shadow environment:
     reset with the same seed and options on turn 0, then stepped with the action the trajectory
     took last (environments are deterministic, and a diverging mirror raises). With probability
-    ``noise`` a random admissible action replaces the expert's. All draws come from
-    ``random.Random(seed)``.
+    ``noise`` a random admissible action replaces the expert's, and with probability
+    ``invalid_noise`` an inadmissible one (an admissible command with its object number changed,
+    the kind of slip a small model makes), so that play also visits the states after a refused
+    action. All draws come from ``random.Random(seed)``.
     """
 
     def __init__(
@@ -100,12 +104,15 @@ class NoisyExpert:
         noise: float = 0.0,
         seed: int = 0,
         history_length: int = 2,
+        invalid_noise: float = 0.0,
     ) -> None:
         known = sorted({*EXPERTS, *OBSERVATION_EXPERTS})
         if env_name not in known:
             raise ValueError(f"env_name must be one of {known}, got {env_name!r}")
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"noise must be in [0, 1], got {noise!r}")
+        if not 0.0 <= invalid_noise <= 1.0:
+            raise ValueError(f"invalid_noise must be in [0, 1], got {invalid_noise!r}")
         if isinstance(history_length, bool) or not isinstance(history_length, int):
             raise ValueError(f"history_length must be an int >= 0, got {history_length!r}")
         if history_length < 0:
@@ -113,6 +120,7 @@ class NoisyExpert:
         self.env_name = env_name
         self.env_kwargs = dict(env_kwargs or {})
         self.noise = noise
+        self.invalid_noise = invalid_noise
         self.history_length = history_length
         self._rng = random.Random(seed)
         self._shadows: dict[int, TextEnv] = {}
@@ -139,6 +147,8 @@ class NoisyExpert:
         admissible = list(info.get("admissible_commands", []))
         if admissible and self._rng.random() < self.noise:
             return self._fill_placeholder(self._rng.choice(admissible), context.task)
+        if admissible and self.invalid_noise and self._rng.random() < self.invalid_noise:
+            return self._inadmissible(admissible)
         if observation_expert is not None:
             return observation_expert(context, self.history_length)
         return self._experts[context.env_index](info)
@@ -167,6 +177,22 @@ class NoisyExpert:
         self._shadows.clear()
         self._experts.clear()
 
+    def _inadmissible(self, admissible: list[str], tries: int = 8) -> str:
+        """An admissible command with its last number changed so that it is no longer
+        admissible (``take apple 2 from fridge 1`` -> ``take apple 3 from fridge 1``); an
+        admissible command when no such change is found in ``tries`` draws."""
+        numbered = [command for command in admissible if _LAST_NUMBER.search(command)]
+        for _ in range(tries if numbered else 0):
+            command = self._rng.choice(numbered)
+            match = _LAST_NUMBER.search(command)
+            assert match is not None
+            number = int(match.group(1))
+            other = self._rng.choice([n for n in range(1, number + 3) if n != number])
+            candidate = command[: match.start(1)] + str(other) + command[match.end(1) :]
+            if candidate not in admissible:
+                return candidate
+        return self._rng.choice(admissible)
+
     def _fill_placeholder(self, action: str, task: str) -> str:
         if SEARCH_PLACEHOLDER not in action:
             return action
@@ -184,6 +210,7 @@ def expert_dataset(
     max_turns: int,
     env_kwargs: dict[str, Any] | None = None,
     labels: Literal["taken", "expert"] = "taken",
+    invalid_noise: float = 0.0,
 ) -> list[tuple[str, str]]:
     """``(prompt text, response text)`` for every turn of ``num_episodes`` noisy-expert episodes.
 
@@ -192,16 +219,24 @@ def expert_dataset(
     labels a turn with the action played (noise included); ``labels="expert"`` with the
     noise-free expert's action in the state the noisy play reached (DAgger-style: the noise only
     widens the states seen, so the model also learns to recover from detours). Expert labels
-    need an observation-only expert (:data:`OBSERVATION_EXPERTS`).
+    need an observation-only expert (:data:`OBSERVATION_EXPERTS`); ``invalid_noise`` (refused
+    actions, see :class:`NoisyExpert`) needs expert labels, so no label is a refused action.
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes must be an int >= 1, got {num_episodes!r}")
     if labels not in ("taken", "expert"):
         raise ValueError(f"labels must be 'taken' or 'expert', got {labels!r}")
+    if invalid_noise and labels != "expert":
+        raise ValueError(f"invalid_noise={invalid_noise!r} needs labels='expert', got {labels!r}")
     rng = random.Random(seed)
     task_seeds = [rng.randrange(2**31) for _ in range(num_episodes)]
     actor = NoisyExpert(
-        env_name, env_kwargs, noise, seed=rng.randrange(2**31), history_length=prompt.history_length
+        env_name,
+        env_kwargs,
+        noise,
+        seed=rng.randrange(2**31),
+        history_length=prompt.history_length,
+        invalid_noise=invalid_noise,
     )
     expert_labels: dict[str, str] = {}
 

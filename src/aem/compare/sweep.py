@@ -1,0 +1,258 @@
+"""Run a sweep: one shared starting policy per seed, then every run, resumably.
+
+A run whose ``final/`` exists and whose metrics reach its last iteration is reused; one with a
+checkpoint is resumed; anything else starts (again) from scratch. ``jobs > 1`` trains that many
+runs at once in spawned processes (one torch thread each).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from aem.compare.settings import RunSpec, SweepSettings, init_dir, write_sweep_file
+from aem.trainer.checkpoint import latest_checkpoint
+from aem.trainer.config import TrainConfig
+from aem.trainer.metrics import read_metrics
+
+logger = logging.getLogger(__name__)
+
+RunStatus = Literal["done", "resume", "fresh"]
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Where the sweep stands: iterations over all runs (reused ones count in full)."""
+
+    done_iterations: int
+    total_iterations: int
+    finished_runs: int
+    total_runs: int
+    message: str
+
+
+@dataclass
+class SweepResult:
+    """What one invocation did with each run (by :attr:`RunSpec.name`)."""
+
+    reused: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def completed_iterations(run_dir: Path) -> int:
+    """Training iterations recorded in ``run_dir/metrics.jsonl``."""
+    return sum(1 for r in read_metrics(run_dir) if r.get("iteration", -1) >= 0)
+
+
+def run_status(run_dir: Path, iterations: int) -> RunStatus:
+    """``done`` (reuse), ``resume`` (has a checkpoint) or ``fresh`` (start from scratch)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "final").is_dir():
+        last = max((r.get("iteration", -1) for r in read_metrics(run_dir)), default=-2)
+        if last >= iterations - 1:
+            return "done"
+    return "resume" if latest_checkpoint(run_dir) is not None else "fresh"
+
+
+def build_init(config: dict[str, Any], directory: str, threads: int) -> None:
+    """Build one seed's starting policy into ``directory`` (a worker-process entry point)."""
+    import torch
+
+    from aem.trainer.models import initial_policy
+
+    torch.set_num_threads(threads)
+    initial_policy(TrainConfig(**config), Path(directory))
+
+
+def train_run(
+    config: dict[str, Any],
+    run_dir: str,
+    resume: bool,
+    progress: Callable[[int, dict], None] | None = None,
+) -> bool:
+    """Train (or resume) one run; returns True when a signal stopped it early (checkpointed)."""
+    from aem.trainer.loop import Trainer
+
+    trainer = Trainer(TrainConfig(**config), Path(run_dir), resume=resume)
+    trainer.train(progress=progress)
+    return trainer.stop_requested
+
+
+class _Tracker:
+    """Counts iterations done over the whole sweep and reports them."""
+
+    def __init__(
+        self,
+        sweep_dir: Path,
+        runs: list[RunSpec],
+        on_progress: Callable[[SweepProgress], None] | None,
+    ) -> None:
+        self.sweep_dir = sweep_dir
+        self.runs = runs
+        self.on_progress = on_progress
+        self.done = {spec.name: 0 for spec in runs}
+        self.finished: set[str] = set()
+        self.total = sum(spec.iterations for spec in runs)
+
+    def refresh(self, spec: RunSpec) -> None:
+        done = completed_iterations(spec.run_dir(self.sweep_dir))
+        self.done[spec.name] = min(done, spec.iterations)
+
+    def finish(self, spec: RunSpec) -> None:
+        self.done[spec.name] = spec.iterations
+        self.finished.add(spec.name)
+
+    def report(self, message: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(
+                SweepProgress(
+                    sum(self.done.values()),
+                    self.total,
+                    len(self.finished),
+                    len(self.runs),
+                    message,
+                )
+            )
+
+
+def run_sweep(
+    settings: SweepSettings,
+    sweep_dir: str | Path,
+    jobs: int = 1,
+    on_progress: Callable[[SweepProgress], None] | None = None,
+) -> SweepResult:
+    """Train every run of ``settings`` under ``sweep_dir`` that is not finished yet.
+
+    Writes (or checks) ``sweep.yaml`` first: a directory made with other settings is refused.
+    ``jobs == 1`` trains in this process; more spawn worker processes. A run that raises is
+    recorded in :attr:`SweepResult.failed` and the others go on. A signal (Ctrl-C) checkpoints
+    the run(s) in progress and raises ``KeyboardInterrupt``; the same command continues."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    sweep_dir = Path(sweep_dir).resolve()
+    write_sweep_file(settings, sweep_dir)
+    runs = settings.runs()
+    tracker = _Tracker(sweep_dir, runs, on_progress)
+    result = SweepResult()
+    pending: list[tuple[RunSpec, RunStatus]] = []
+    for spec in runs:
+        status = run_status(spec.run_dir(sweep_dir), spec.iterations)
+        if status == "done":
+            tracker.finish(spec)
+            result.reused.append(spec.name)
+        else:
+            if status == "resume":
+                tracker.refresh(spec)
+            pending.append((spec, status))
+    tracker.report(f"{len(result.reused)} finished run(s) reused")
+    seeds = sorted(
+        {spec.seed for spec, _ in pending if not init_dir(sweep_dir, spec.seed).is_dir()}
+    )
+    if jobs == 1:
+        _run_here(settings, sweep_dir, seeds, pending, tracker, result)
+    else:
+        _run_pool(settings, sweep_dir, seeds, pending, tracker, result, jobs)
+    return result
+
+
+def _record(result: SweepResult, spec: RunSpec, status: RunStatus) -> None:
+    (result.resumed if status == "resume" else result.trained).append(spec.name)
+
+
+def _run_here(
+    settings: SweepSettings,
+    sweep_dir: Path,
+    seeds: list[int],
+    pending: list[tuple[RunSpec, RunStatus]],
+    tracker: _Tracker,
+    result: SweepResult,
+) -> None:
+    for seed in seeds:
+        tracker.report(f"building the starting policy of seed {seed}")
+        config = settings.init_config(seed)
+        build_init(config.model_dump(), str(init_dir(sweep_dir, seed)), config.trainer.threads)
+    for spec, status in pending:
+        config = settings.run_config(spec, sweep_dir).model_dump()
+        tracker.report(f"{spec.name}: {'resuming' if status == 'resume' else 'training'}")
+
+        def progress(it: int, record: dict, spec: RunSpec = spec) -> None:
+            tracker.done[spec.name] = min(it + 1, spec.iterations)
+            tracker.report(
+                f"{spec.name} it {it + 1}/{spec.iterations} "
+                f"success {record.get('rollout/success', float('nan')):.2f}"
+            )
+
+        try:
+            stopped = train_run(config, str(spec.run_dir(sweep_dir)), status == "resume", progress)
+        except Exception as error:  # one broken run must not sink the sweep
+            logger.exception("run %s failed", spec.name)
+            result.failed[spec.name] = f"{type(error).__name__}: {error}"
+            continue
+        if stopped:
+            raise KeyboardInterrupt(f"stopped during {spec.name} (checkpointed)")
+        _record(result, spec, status)
+        tracker.finish(spec)
+        tracker.report(f"{spec.name} finished")
+
+
+def _run_pool(
+    settings: SweepSettings,
+    sweep_dir: Path,
+    seeds: list[int],
+    pending: list[tuple[RunSpec, RunStatus]],
+    tracker: _Tracker,
+    result: SweepResult,
+    jobs: int,
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    try:
+        if seeds:
+            tracker.report(f"building the starting policies of seeds {seeds}")
+            inits = [
+                pool.submit(
+                    build_init,
+                    settings.init_config(seed).model_dump(),
+                    str(init_dir(sweep_dir, seed)),
+                    1,
+                )
+                for seed in seeds
+            ]
+            for future in inits:
+                future.result()
+        futures: dict[Future, tuple[RunSpec, RunStatus]] = {}
+        for spec, status in pending:
+            config = settings.run_config(spec, sweep_dir, threads=1).model_dump()
+            future = pool.submit(
+                train_run, config, str(spec.run_dir(sweep_dir)), status == "resume"
+            )
+            futures[future] = (spec, status)
+        remaining = set(futures)
+        while remaining:
+            finished, remaining = wait(remaining, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in finished:
+                spec, status = futures[future]
+                error = future.exception()
+                if error is not None:
+                    logger.error("run %s failed: %s", spec.name, error)
+                    result.failed[spec.name] = f"{type(error).__name__}: {error}"
+                    continue
+                if future.result():
+                    raise KeyboardInterrupt(f"stopped during {spec.name} (checkpointed)")
+                _record(result, spec, status)
+                tracker.finish(spec)
+            running = [futures[f][0] for f in remaining]
+            for spec in running:
+                tracker.refresh(spec)
+            tracker.report(f"{len(running)} run(s) in progress")
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

@@ -1,0 +1,150 @@
+"""Table 1: final eval success per task type and overall, base vs base+AEM, mean ± std over
+the seeds where both finished, and the paired difference (AEM - base) with its 95% t interval."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from aem.compare.results import RunResult
+from aem.compare.settings import arm_label
+from aem.compare.stats import PairedDifference, mean_std, paired_difference
+
+CSV_COLUMNS = (
+    "algo",
+    "task_type",
+    "n_seeds",
+    "base_mean",
+    "base_std",
+    "aem_mean",
+    "aem_std",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "significant",
+    "verdict",
+)
+
+
+@dataclass(frozen=True)
+class Table1Row:
+    """One algorithm x task type over the seeds where both arms finished; fractions in [0, 1]."""
+
+    algo: str
+    task_type: str
+    n_seeds: int
+    base_mean: float
+    base_std: float
+    aem_mean: float
+    aem_std: float
+    diff: PairedDifference | None
+
+
+def _summary(values: list[float]) -> tuple[float, float]:
+    return mean_std(values) if values else (math.nan, math.nan)
+
+
+def table1(results: list[RunResult], algos: list[str] | tuple[str, ...]) -> list[Table1Row]:
+    """Rows for each algorithm: task types in alphabetical order, then ``overall``.
+
+    Only seeds where both base and base+AEM finished count (so the difference of the means is
+    the mean paired difference); unfinished runs are left out."""
+    rows = []
+    for algo in algos:
+        finals = {
+            aem: {
+                r.spec.seed: r.final_success()
+                for r in results
+                if not r.spec.analysis and r.spec.algo == algo and r.spec.aem == aem and r.finished
+            }
+            for aem in (False, True)
+        }
+        types = sorted(
+            {t for arm in finals.values() for s in arm.values() for t in s} - {"overall"}
+        )
+        for task_type in [*types, "overall"]:
+            seeds = sorted(
+                seed
+                for seed in set(finals[False]) & set(finals[True])
+                if task_type in finals[False][seed] and task_type in finals[True][seed]
+            )
+            base = [finals[False][seed][task_type] for seed in seeds]
+            aem = [finals[True][seed][task_type] for seed in seeds]
+            diff = paired_difference(aem, base) if seeds else None
+            rows.append(
+                Table1Row(algo, task_type, len(seeds), *_summary(base), *_summary(aem), diff)
+            )
+    return rows
+
+
+def _csv_number(value: float) -> str:
+    return "" if math.isnan(value) else repr(float(value))
+
+
+def write_csv(rows: list[Table1Row], path: str | Path) -> Path:
+    """Fractions at full precision; empty cells where undefined (e.g. std of one seed)."""
+    path = Path(path)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            d = row.diff
+            writer.writerow(
+                [
+                    row.algo,
+                    row.task_type,
+                    row.n_seeds,
+                    _csv_number(row.base_mean),
+                    _csv_number(row.base_std),
+                    _csv_number(row.aem_mean),
+                    _csv_number(row.aem_std),
+                    _csv_number(d.mean) if d else "",
+                    _csv_number(d.low) if d else "",
+                    _csv_number(d.high) if d else "",
+                    str(d.significant).lower() if d else "",
+                    d.verdict() if d else "no paired seeds",
+                ]
+            )
+    return path
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def _mean_std_cell(mean: float, std: float) -> str:
+    return _pct(mean) if math.isnan(std) else f"{_pct(mean)} ± {_pct(std)}"
+
+
+def _diff_cell(diff: PairedDifference | None) -> str:
+    if diff is None:
+        return "n/a"
+    sign = "+" if diff.mean >= 0 else ""
+    if diff.n < 2:
+        return f"{sign}{_pct(diff.mean)}"
+    return f"{sign}{_pct(diff.mean)} [{_pct(diff.low)}, {_pct(diff.high)}]"
+
+
+def markdown(rows: list[Table1Row]) -> str:
+    """One Markdown table; success in percent, mean ± sample std over seeds."""
+    lines = [
+        "| algorithm | task type | seeds | base | base+AEM | Δ AEM - base, pp [95% CI] | reading |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        d = row.diff
+        lines.append(
+            f"| {arm_label(row.algo, False)} | {row.task_type} | {row.n_seeds} "
+            f"| {_mean_std_cell(row.base_mean, row.base_std)} "
+            f"| {_mean_std_cell(row.aem_mean, row.aem_std)} "
+            f"| {_diff_cell(d)} | {d.verdict() if d else 'no paired seeds'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(rows: list[Table1Row], path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(markdown(rows))
+    return path
