@@ -1,4 +1,4 @@
-"""``aem train | eval | compare | envs``: the command line."""
+"""``aem train | sft | eval | compare | envs``: the command line."""
 
 from __future__ import annotations
 
@@ -157,6 +157,26 @@ def _compare(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _sft(args: argparse.Namespace) -> int:
+    """The starting policy alone: tokenizer + tiny model + behaviour cloning (or a model path with
+    ``warm_start.enabled=on``), saved where ``aem train model.path=OUT`` loads it."""
+    from aem.trainer.models import initial_policy
+
+    config = load_config(args.config, args.overrides)
+    if config.warm_start.enabled == "auto" and config.model.path != "tiny":
+        raise ConfigError("aem sft: a model path needs warm_start.enabled=on to be fine-tuned")
+    if config.warm_start.enabled == "off" or config.warm_start.steps == 0:
+        raise ConfigError("aem sft: warm_start is off (enabled=off or steps=0); nothing to train")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"aem sft: --out {out} exists and is not empty")
+    _, _, metrics = initial_policy(config, out)
+    for key, value in metrics.items():
+        print(f"{key}: {value:.4g}")
+    print(f"saved to {out}; train from it with `aem train model.path={out}`")
+    return 0
+
+
 def _envs(args: argparse.Namespace) -> int:
     import aem.envs
 
@@ -173,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("overrides", nargs="*", help="dotted key=value settings")
     train.set_defaults(run=_train)
+    sft = sub.add_parser("sft", help="warm start only: behaviour cloning of the noisy expert")
+    sft.add_argument("--config", help="YAML file of settings")
+    sft.add_argument("--out", required=True, metavar="DIR", help="where to save the policy")
+    sft.add_argument("overrides", nargs="*", help="dotted key=value settings")
+    sft.set_defaults(run=_sft)
     evaluate = sub.add_parser("eval", help="evaluate a run's latest checkpoint")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("overrides", nargs="*")

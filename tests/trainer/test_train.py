@@ -148,3 +148,16 @@ def test_env_kwargs_default_per_environment():
     assert load_config(overrides=["env.name=webshop"]).env.env_kwargs() == {}
     override = load_config(overrides=["env.kwargs={max_steps: 3}"]).env.env_kwargs()
     assert override == {"max_steps": 3}
+
+
+def test_aem_sft_saves_a_policy_that_train_starts_from(tmp_path, capsys):
+    from aem.cli import main
+
+    out = tmp_path / "sft"
+    assert main(["sft", "--out", str(out), *TINY]) == 0
+    assert "warm_start/loss_last" in capsys.readouterr().out
+    assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
+    _, records = train(tmp_path, f"model.path={out}", "trainer.iterations=1")
+    assert records[0]["iteration"] == -1 and "warm_start/steps" not in records[0]
+    assert main(["sft", "--out", str(out), *TINY]) == 2  # refuses to overwrite
+    assert main(["sft", "--out", str(tmp_path / "x"), *TINY, "warm_start.steps=0"]) == 2
