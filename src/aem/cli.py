@@ -6,12 +6,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from aem.trainer.config import ConfigError, load_config
 
 
-def _train(args: argparse.Namespace) -> int:
-    from rich.console import Console
+def _progress_bar(console: Any, fields: tuple[str, ...], unit: str = "") -> Any:
+    """A rich progress bar: description, bar, count, the task's ``fields``, elapsed time, ETA."""
     from rich.progress import (
         BarColumn,
         Progress,
@@ -19,6 +20,20 @@ def _train(args: argparse.Namespace) -> int:
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}" + unit),
+        *(TextColumn(f"{{task.fields[{name}]}}") for name in fields),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rich.console import Console
 
     from aem.trainer.loop import Trainer
 
@@ -36,15 +51,7 @@ def _train(args: argparse.Namespace) -> int:
     label = f"{algo.name}{'+AEM' if config.aem.enabled else ''}"
     console.print(f"[bold]aem train[/bold] {label} on {config.env.name} -> {run_dir}")
     trainer = Trainer(config, run_dir, resume=bool(args.resume))
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with _progress_bar(console, ("status",)) as progress:
         task = progress.add_task(label, total=config.trainer.iterations, status="setting up")
 
         def report(it: int, record: dict) -> None:
@@ -63,7 +70,7 @@ def _summarise(console, records: list[dict]) -> None:
     start = next((r for r in records if r["iteration"] == -1), None)
     final = next((r for r in reversed(records) if "eval/success" in r), None)
     if start is not None and "eval/success" in start:
-        console.print(f"eval success after warm start: {start['eval/success']:.3f}")
+        console.print(f"eval success of the starting policy: {start['eval/success']:.3f}")
     if final is not None:
         console.print(
             f"eval success at iteration {final['iteration']}: {final['eval/success']:.3f}"
@@ -88,13 +95,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from aem.compare import SweepProgress, SweepSettings, run_sweep, write_report
 
@@ -119,17 +119,8 @@ def _compare(args: argparse.Namespace) -> int:
     )
     sweep_dir = Path(args.out or f"runs/compare-{settings.env}")
     console.print(f"[bold]{settings.command(sweep_dir)}[/bold]")
-    columns = (
-        TextColumn("[bold]sweep"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} it"),
-        TextColumn("{task.fields[runs]}"),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     try:
-        with Progress(*columns, console=console) as progress:
+        with _progress_bar(console, ("runs", "status"), unit=" it") as progress:
             task = progress.add_task("sweep", total=None, runs="", status="planning")
 
             def show(state: SweepProgress) -> None:

@@ -12,27 +12,9 @@ from aem.envs.household import HouseholdEnv
 from aem.trainer.config import PRESETS, ConfigError, load_config
 from aem.trainer.loop import Trainer
 from aem.trainer.metrics import read_metrics
+from tiny_config import TINY as TINY_BASE
 
-TINY = [
-    "model.tiny.vocab_size=320",
-    "model.tiny.hidden_size=32",
-    "model.tiny.layers=1",
-    "model.tiny.heads=2",
-    "model.tiny.kv_heads=1",
-    "model.tiny.intermediate_size=64",
-    "model.tiny.tokenizer_episodes=20",
-    "rollout.tasks=2",
-    "rollout.group_size=2",
-    "rollout.max_response_tokens=8",
-    "rollout.max_prompt_tokens=96",
-    "env.max_turns=3",
-    "warm_start.episodes=8",
-    "warm_start.steps=2",
-    "warm_start.batch_size=8",
-    "eval.tasks=2",
-    "trainer.iterations=2",
-    "trainer.threads=1",
-]
+TINY = [*TINY_BASE, "eval.tasks=2", "trainer.threads=1"]
 
 TIMING = ("time/", "throughput/", "warm_start/seconds")
 
