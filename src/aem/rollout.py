@@ -70,11 +70,23 @@ Actor = Callable[[list[str], list[TurnContext]], list[str]]
 def encode_prompt(
     tokenizer: PreTrainedTokenizerBase, prompt: str, max_prompt_tokens: int | None
 ) -> list[int]:
-    """Token ids of ``prompt`` with the tokenizer's defaults, keeping the LAST
-    ``max_prompt_tokens`` (left truncation: the current observation, the admissible actions and
-    the answer format sit at the end of the prompt, the task and the oldest history at the
-    start; a BOS token, if the tokenizer adds one, is cut with the rest)."""
-    ids = [int(token) for token in tokenizer(prompt)["input_ids"]]
+    """Token ids of ``prompt``, keeping the LAST ``max_prompt_tokens`` (left truncation: the
+    current observation, the admissible actions and the answer format sit at the end of the
+    prompt, the task and the oldest history at the start; a BOS token or a system prompt is cut
+    with the rest).
+
+    A tokenizer with a chat template (an instruct model) gets ``prompt`` as the user message of
+    a one-turn chat followed by the generation prompt (the assistant header), as in verl-agent;
+    otherwise the plain text is tokenized with the tokenizer's defaults.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        encoded = tokenizer(prompt)["input_ids"]
+    ids = [int(token) for token in encoded]
     if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
         ids = ids[-max_prompt_tokens:]
     return ids
@@ -84,7 +96,9 @@ def encode_prompt(
 class ModelResponder:
     """Samples responses from ``model`` with :func:`aem.policy.generate`, all live environments
     in one batched call per turn. Put the ``</action>`` token id in
-    ``sampling.stop_token_ids`` to end a response at its action."""
+    ``sampling.stop_token_ids`` (or ``"</action>"`` in ``sampling.stop_strings`` when the
+    tokenizer splits it) to end a response at its action. Prompts go through
+    :func:`encode_prompt` (the chat template when the tokenizer has one)."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase

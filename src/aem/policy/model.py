@@ -1,7 +1,8 @@
-"""Load and save any Hugging Face causal LM with its tokenizer as a policy."""
+"""Load and save any Hugging Face causal LM with its tokenizer as a policy; its KL reference."""
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from aem.policy.lora import adapter_free_view, has_lora, merged_copy
 
 PathLike = str | os.PathLike[str]
 
@@ -65,9 +68,22 @@ def load_policy(
 
 
 def save_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: PathLike) -> Path:
-    """Save model (safetensors) and tokenizer into one directory that :func:`load_policy` reads."""
+    """Save model (safetensors) and tokenizer into one directory that :func:`load_policy` reads.
+
+    A LoRA model (:func:`aem.policy.lora.apply_lora`) is saved with its adapters merged into the
+    base weights, as a plain model of its architecture; ``model`` itself is left untouched.
+    """
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
+    (merged_copy(model) if has_lora(model) else model).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def frozen_reference(model: PreTrainedModel) -> PreTrainedModel:
+    """The KL reference policy: a frozen eval-mode copy of ``model`` as it is now. For a LoRA
+    model it is the base model (adapters disabled) sharing the frozen base weights, which equals
+    the starting policy because LoRA starts with ``B = 0``."""
+    if has_lora(model):
+        return adapter_free_view(model)
+    return copy.deepcopy(model).eval().requires_grad_(False)

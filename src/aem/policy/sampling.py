@@ -1,8 +1,10 @@
 """Batched sampling with a KV cache, drawing every token from a caller-owned ``torch.Generator``.
 
 The loop runs the model's own forward with a ``DynamicCache``: one prefill over the left-padded
-prompts, then one step per new token. Rows that emit eos or a stop token (e.g. ``</action>``)
-keep that token and then only receive pad ids with response mask 0.
+prompts, then one step per new token. Rows that emit eos or a stop token (e.g. ``</action>``
+when the tokenizer has it as one token), or whose response text comes to contain a stop string
+(``</action>`` split into several tokens by a pretrained vocabulary), keep that last token and
+then only receive pad ids with response mask 0.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ class SamplingConfig:
 
     ``temperature == 0`` means greedy (argmax) decoding. ``top_p`` keeps the smallest set of
     most likely tokens whose probability reaches ``top_p`` (nucleus sampling). ``stop_token_ids``
-    end a row in addition to eos (when ``stop_at_eos``). ``bf16`` runs the model under CPU/GPU
-    bfloat16 autocast; the sampling math itself is fp32.
+    end a row in addition to eos (when ``stop_at_eos``); so does a token after which the decoded
+    response contains one of ``stop_strings`` (however the tokenizer split it; the row keeps
+    that token, which may carry text past the stop string). ``bf16`` runs the model under
+    CPU/GPU bfloat16 autocast; the sampling math itself is fp32.
     """
 
     max_new_tokens: int = 64
     temperature: float = 1.0
     top_p: float = 1.0
     stop_token_ids: tuple[int, ...] = ()
+    stop_strings: tuple[str, ...] = ()
     stop_at_eos: bool = True
     bf16: bool = False
 
@@ -50,6 +55,11 @@ class SamplingConfig:
         for token in self.stop_token_ids:
             if isinstance(token, bool) or not isinstance(token, int) or token < 0:
                 raise ValueError(f"stop_token_ids must be non-negative ints, got {token!r}")
+        if isinstance(self.stop_strings, str):
+            raise ValueError(f"stop_strings must be a tuple of strings, got {self.stop_strings!r}")
+        for text in self.stop_strings:
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"stop_strings must be non-empty strings, got {text!r}")
 
 
 @dataclass
@@ -60,7 +70,7 @@ class GenerationOutput:
     temperature-scaled full distribution ``softmax(logits / temperature)`` (before top-p
     truncation; temperature 1 in greedy mode), i.e. what :func:`aem.policy.score` recomputes
     with the same temperature. It is 0 where ``response_mask`` is 0. ``stopped[b]`` is True if
-    the row ended on eos or a stop token, False if it hit ``max_new_tokens``.
+    the row ended on eos, a stop token or a stop string, False if it hit ``max_new_tokens``.
     """
 
     prompt_ids: Tensor
@@ -134,6 +144,33 @@ def _prompt_token_lists(
     return [[int(token) for token in prompt] for prompt in prompts]
 
 
+def stop_string_hits(
+    tokenizer: PreTrainedTokenizerBase,
+    responses: Tensor,
+    rows: Tensor,
+    stop_strings: Sequence[str],
+) -> Tensor:
+    """Bool ``[B]``: True for each row in ``rows`` (bool ``[B]``) whose last ``max_bytes``
+    response tokens (``responses [B, R]``) decode to a text containing a stop string, where
+    ``max_bytes`` is the longest stop string's UTF-8 length.
+
+    The sampler checks after every token, so a hit is a stop string completed by the newest
+    token: each token holds at least one byte, so the window covers any such string, and one
+    completed earlier would already have ended the row.
+    """
+    hits = torch.zeros(responses.shape[0], dtype=torch.bool, device=responses.device)
+    if not stop_strings:
+        return hits
+    window = max(len(text.encode("utf-8")) for text in stop_strings)
+    indices = rows.nonzero().flatten().tolist()
+    if not indices:  # some tokenizers decode an empty batch as one empty text
+        return hits
+    tails = tokenizer.batch_decode(responses[indices, -window:].tolist(), skip_special_tokens=False)
+    for index, tail in zip(indices, tails, strict=True):
+        hits[index] = any(text in tail for text in stop_strings)
+    return hits
+
+
 @torch.no_grad()
 def generate(
     model: PreTrainedModel,
@@ -202,6 +239,11 @@ def generate(
             alive_per_step.append(alive)
             log_probs_per_step.append(torch.where(alive, log_probs, 0.0))
             finished = finished | (alive & torch.isin(tokens, stop_ids_tensor))
+            if config.stop_strings:
+                responses = torch.stack(tokens_per_step, dim=1)
+                finished = finished | stop_string_hits(
+                    tokenizer, responses, alive & ~finished, config.stop_strings
+                )
             if bool(finished.all()):
                 break
             step_ids = tokens[:, None]

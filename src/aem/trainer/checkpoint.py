@@ -1,5 +1,8 @@
 """Atomic checkpoints: weights (safetensors), optimiser and RNG states, the iteration counter.
 
+Frozen parameters (the base weights under LoRA adapters) are not written: they never change
+during a run and come back from ``RUN_DIR/init``, so a LoRA checkpoint holds only the adapters.
+
 A checkpoint is written into a temporary folder and renamed into place, then ``latest`` is
 replaced atomically, so a crash at any moment leaves the previous checkpoint intact.
 """
@@ -44,7 +47,16 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     for name, module in modules.items():
-        state = {key: value.detach().contiguous() for key, value in module.state_dict().items()}
+        frozen = {
+            key
+            for key, param in module.named_parameters(remove_duplicate=False)
+            if not param.requires_grad
+        }
+        state = {
+            key: value.detach().contiguous()
+            for key, value in module.state_dict().items()
+            if key not in frozen
+        }
         save_file(_untie(state), str(tmp / f"{name}.safetensors"))
     torch.save(
         {

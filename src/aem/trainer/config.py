@@ -61,10 +61,27 @@ class TinyModelConfig(_Section):
     tokenizer_episodes: int = Field(300, ge=1, description="expert episodes of tokenizer text")
 
 
+class LoraModelConfig(_Section):
+    """LoRA adapters (peft) on the policy: only they train; the KL reference is the base model."""
+
+    enabled: bool = False
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        "all-linear", description="'all-linear' (every linear layer but the LM head) or names"
+    )
+
+
 class ModelConfig(_Section):
-    path: str = Field("tiny", description="'tiny' (built offline) or a Hugging Face model path")
+    path: str = Field(
+        "tiny",
+        description="'tiny' (built offline), a registered pretrained name (smollm2-135m, needs "
+        "aem[smollm2]) or a Hugging Face model path",
+    )
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
     bf16: bool = Field(False, description="bf16 autocast: faster only on CPUs with AMX / GPUs")
+    lora: LoraModelConfig = Field(default_factory=LoraModelConfig)
 
 
 class RolloutConfig(_Section):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import random
 import signal
@@ -22,10 +21,10 @@ from aem.algorithms.modulation import aem_coefficients, modulate_advantages, res
 from aem.algorithms.shaping import overlong_penalty
 from aem.envs import names as env_names
 from aem.envs.pool import EnvPool
-from aem.policy.model import save_policy
+from aem.policy.model import frozen_reference, save_policy
 from aem.policy.sampling import SamplingConfig
 from aem.policy.scoring import score
-from aem.policy.tokenizer import AgentTokenIds
+from aem.policy.tokenizer import ACTION_CLOSE, AgentTokenIds
 from aem.policy.value import CriticModel
 from aem.report.curves import plot_run
 from aem.rollout import ModelResponder, TurnBatch, rollout
@@ -86,7 +85,7 @@ class Trainer:
         self.model.eval()
         self.reference = None
         if self.algo.kl_coef > 0:
-            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+            self.reference = frozen_reference(self.model)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
@@ -155,11 +154,15 @@ class Trainer:
     # ------------------------------------------------------------------ rollout
 
     def _sampling(self, temperature: float) -> SamplingConfig:
+        """Responses end at ``</action>``: one stop token when the tokenizer has it (the tiny
+        model), else a stop string (pretrained vocabularies split it into several tokens)."""
+        close = self.tokens.action_close
         return SamplingConfig(
             max_new_tokens=self.config.rollout.max_response_tokens,
             temperature=temperature,
             top_p=self.config.rollout.top_p,
-            stop_token_ids=tuple(t for t in (self.tokens.action_close,) if t is not None),
+            stop_token_ids=() if close is None else (close,),
+            stop_strings=(ACTION_CLOSE,) if close is None else (),
             bf16=self.config.model.bf16,
         )
 

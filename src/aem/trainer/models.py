@@ -1,9 +1,12 @@
-"""The run's starting policy: the embedded tiny model (tokenizer built offline + warm start) or
-any Hugging Face causal LM by path. Saved under ``RUN_DIR/init`` so a resumed run and the KL
-reference start from exactly the same weights."""
+"""The run's starting policy: the embedded tiny model (tokenizer built offline + warm start), a
+registered pretrained model (``smollm2-135m``) or any Hugging Face causal LM by path, optionally
+with LoRA adapters. Saved under ``RUN_DIR/init`` (the base weights, plus ``aem_lora.json`` when
+LoRA is on) so a resumed run and the KL reference start from exactly the same weights."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -11,7 +14,9 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aem.agent import PromptConfig
+from aem.policy.lora import LoraSpec, apply_lora
 from aem.policy.model import load_policy, save_policy
+from aem.policy.pretrained import PRETRAINED, load_pretrained
 from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.trainer.config import TrainConfig
@@ -21,6 +26,10 @@ from aem.trainer.warmstart import (
     expert_dataset,
     supervised_finetune,
 )
+
+LORA_FILE = "aem_lora.json"
+"""The run's :class:`LoraSpec` next to the base weights in ``RUN_DIR/init`` (not
+``adapter_config.json``, which transformers would try to load as a peft adapter)."""
 
 
 def initial_policy(
@@ -43,6 +52,8 @@ def initial_policy(
             seed=cfg.seed,
         )
         model, tokenizer = load_policy(model, tokenizer)
+    elif cfg.model.path in PRETRAINED:
+        model, tokenizer = load_policy(*load_pretrained(cfg.model.path))
     else:
         model, tokenizer = load_policy(cfg.model.path)
     metrics: dict[str, float] = {}
@@ -88,10 +99,27 @@ def initial_policy(
     tmp = init_dir.with_name(init_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_policy(model, tokenizer, tmp)
+    lora = cfg.model.lora
+    if lora.enabled:
+        spec = LoraSpec(
+            rank=lora.rank,
+            alpha=lora.alpha,
+            dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            seed=cfg.seed,
+        )
+        (tmp / LORA_FILE).write_text(json.dumps(dataclasses.asdict(spec)))
+        model = apply_lora(model, spec)
     shutil.rmtree(init_dir, ignore_errors=True)
     tmp.rename(init_dir)
     return model, tokenizer, metrics
 
 
 def load_initial_policy(init_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    return load_policy(init_dir)
+    """The policy :func:`initial_policy` saved: base weights, plus the same freshly initialised
+    LoRA adapters when it had them (a checkpoint then restores the trained adapters)."""
+    model, tokenizer = load_policy(init_dir)
+    lora_file = init_dir / LORA_FILE
+    if lora_file.exists():
+        model = apply_lora(model, LoraSpec(**json.loads(lora_file.read_text())))
+    return model, tokenizer
