@@ -17,25 +17,11 @@ from aem.trainer.checkpoint import latest_checkpoint
 from aem.trainer.config import load_config
 from aem.trainer.loop import Trainer
 from aem.trainer.metrics import read_metrics
+from tiny_config import TINY as TINY_BASE
 
 TINY = [
-    "model.tiny.vocab_size=320",
-    "model.tiny.hidden_size=32",
-    "model.tiny.layers=1",
-    "model.tiny.heads=2",
-    "model.tiny.kv_heads=1",
-    "model.tiny.intermediate_size=64",
-    "model.tiny.tokenizer_episodes=20",
-    "rollout.tasks=2",
-    "rollout.group_size=2",
-    "rollout.max_response_tokens=8",
-    "rollout.max_prompt_tokens=96",
-    "env.max_turns=3",
-    "warm_start.episodes=8",
-    "warm_start.steps=2",
-    "warm_start.batch_size=8",
+    *TINY_BASE,
     "eval.tasks=2",
-    "trainer.iterations=2",
     "trainer.threads=1",
     "model.lora.enabled=true",
     "model.lora.rank=4",
