@@ -171,53 +171,76 @@ def stop_string_hits(
     return hits
 
 
-@torch.no_grad()
-def generate(
+def check_generation_inputs(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str] | Sequence[Sequence[int]],
-    config: SamplingConfig,
     generator: torch.Generator,
-) -> GenerationOutput:
-    """Sample one response per prompt (strings are tokenized with the tokenizer's defaults).
-
-    Reproducible: the same model, prompts, config and generator state give the same tokens
-    (``generator`` must live on the model's device). The model runs in eval mode during
-    sampling (its mode is restored afterwards).
-    """
+) -> int:
+    """Validate the generator and the tokenizer's pad id; return the pad id."""
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if tokenizer.pad_token_id is None:
         raise ValueError("tokenizer must define pad_token_id (load_policy sets pad = eos)")
-    device = model.get_input_embeddings().weight.device
-    pad_id = int(tokenizer.pad_token_id)
-    prompt_ids, prompt_mask = left_pad(_prompt_token_lists(tokenizer, prompts), pad_id, device)
+    return int(tokenizer.pad_token_id)
+
+
+def check_token_range(model: PreTrainedModel, ids: Tensor, what: str = "prompt") -> None:
+    """Every id of ``ids`` must index the model's vocabulary."""
     vocab = model.get_output_embeddings().weight.shape[0]
-    low, high = int(prompt_ids.min()), int(prompt_ids.max())
+    low, high = int(ids.min()), int(ids.max())
     if low < 0 or high >= vocab:
-        raise ValueError(
-            f"prompt token ids must be in [0, {vocab}), got {low if low < 0 else high}"
-        )
-    longest = int(prompt_mask.sum(dim=1).max()) + config.max_new_tokens
+        bad = low if low < 0 else high
+        raise ValueError(f"{what} token ids must be in [0, {vocab}), got {bad}")
+
+
+def check_context_length(model: PreTrainedModel, longest: int, what: str) -> None:
+    """``longest`` tokens (context + response budget) must fit the model's positions."""
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions is not None and longest > max_positions:
         raise ValueError(
-            f"longest prompt + max_new_tokens = {longest} exceeds the model's "
-            f"max_position_embeddings = {max_positions}"
+            f"{what} = {longest} exceeds the model's max_position_embeddings = {max_positions}"
         )
 
+
+@dataclass
+class Decoded:
+    """What :func:`decode` sampled (fields as in :class:`GenerationOutput`) and the attention
+    mask of everything now in the cache (every column but the last sampled one)."""
+
+    response_ids: Tensor
+    response_mask: Tensor
+    log_probs: Tensor
+    stopped: Tensor
+    attention_mask: Tensor
+
+
+def decode(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    cache: DynamicCache,
+    step_ids: Tensor,
+    attention_mask: Tensor,
+    config: SamplingConfig,
+    generator: torch.Generator,
+) -> Decoded:
+    """Feed ``step_ids [B, W]`` after what ``cache`` holds, then sample up to
+    ``config.max_new_tokens`` tokens per row.
+
+    ``attention_mask [B, C + W]`` covers the cached columns and ``step_ids``; it may have holes
+    anywhere (left padding, finished rows of an earlier call). Each token's position is the
+    number of attended tokens before it in its row (:func:`position_ids_from_mask`), so a row
+    with holes sees the same rotary phases as its unpadded sequence. The last sampled column is
+    not fed to the model: the cache ends one token short of the responses.
+    """
+    pad_id = int(tokenizer.pad_token_id)
+    device = step_ids.device
     stop_ids = list(config.stop_token_ids)
     if config.stop_at_eos and tokenizer.eos_token_id is not None:
         stop_ids.append(int(tokenizer.eos_token_id))
     stop_ids_tensor = torch.tensor(stop_ids, dtype=torch.long, device=device)
 
-    batch = prompt_ids.shape[0]
-    attention_mask = prompt_mask
-    positions = position_ids_from_mask(prompt_mask)
-    next_position = positions[:, -1] + 1
-    step_ids, step_positions = prompt_ids, positions
-    cache = DynamicCache(config=model.config)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    step_positions = position_ids_from_mask(attention_mask)[:, -step_ids.shape[1] :]
+    finished = torch.zeros(step_ids.shape[0], dtype=torch.bool, device=device)
     tokens_per_step: list[Tensor] = []
     alive_per_step: list[Tensor] = []
     log_probs_per_step: list[Tensor] = []
@@ -244,25 +267,55 @@ def generate(
                 finished = finished | stop_string_hits(
                     tokenizer, responses, alive & ~finished, config.stop_strings
                 )
-            if bool(finished.all()):
+            if bool(finished.all()) or len(tokens_per_step) == config.max_new_tokens:
                 break
             step_ids = tokens[:, None]
-            step_positions = next_position[:, None]
-            next_position = next_position + 1
+            step_positions = attention_mask.sum(dim=1, keepdim=True)
             attention_mask = torch.cat([attention_mask, alive.long()[:, None]], dim=1)
 
-    response_ids = torch.stack(tokens_per_step, dim=1)
-    response_mask = torch.stack(alive_per_step, dim=1).long()
-    texts = tokenizer.batch_decode(
-        [row[mask.bool()].tolist() for row, mask in zip(response_ids, response_mask, strict=True)],
-        skip_special_tokens=True,
+    return Decoded(
+        response_ids=torch.stack(tokens_per_step, dim=1),
+        response_mask=torch.stack(alive_per_step, dim=1).long(),
+        log_probs=torch.stack(log_probs_per_step, dim=1),
+        stopped=finished,
+        attention_mask=attention_mask,
     )
+
+
+def decode_texts(tokenizer: PreTrainedTokenizerBase, ids: Tensor, mask: Tensor) -> list[str]:
+    """The response texts of ``ids [B, R]`` where ``mask`` is 1, special tokens skipped."""
+    rows = [row[keep.bool()].tolist() for row, keep in zip(ids, mask, strict=True)]
+    return tokenizer.batch_decode(rows, skip_special_tokens=True)
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str] | Sequence[Sequence[int]],
+    config: SamplingConfig,
+    generator: torch.Generator,
+) -> GenerationOutput:
+    """Sample one response per prompt (strings are tokenized with the tokenizer's defaults).
+
+    Reproducible: the same model, prompts, config and generator state give the same tokens
+    (``generator`` must live on the model's device). The model runs in eval mode during
+    sampling (its mode is restored afterwards).
+    """
+    pad_id = check_generation_inputs(model, tokenizer, generator)
+    device = model.get_input_embeddings().weight.device
+    prompt_ids, prompt_mask = left_pad(_prompt_token_lists(tokenizer, prompts), pad_id, device)
+    check_token_range(model, prompt_ids)
+    longest = int(prompt_mask.sum(dim=1).max()) + config.max_new_tokens
+    check_context_length(model, longest, "longest prompt + max_new_tokens")
+    cache = DynamicCache(config=model.config)
+    out = decode(model, tokenizer, cache, prompt_ids, prompt_mask, config, generator)
     return GenerationOutput(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
-        response_ids=response_ids,
-        response_mask=response_mask,
-        log_probs=torch.stack(log_probs_per_step, dim=1),
-        stopped=finished,
-        texts=texts,
+        response_ids=out.response_ids,
+        response_mask=out.response_mask,
+        log_probs=out.log_probs,
+        stopped=out.stopped,
+        texts=decode_texts(tokenizer, out.response_ids, out.response_mask),
     )
