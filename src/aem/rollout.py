@@ -1,11 +1,21 @@
 """Multi-turn rollout: B tasks x G trajectories x up to T turns, as one flat batch of turns.
 
-The layout is verl-agent's: one row per turn, whose prompt is the task plus a window of recent
-(observation, action) pairs (:func:`aem.agent.build_prompt`) and whose response is what the agent
-generated on that turn. Who generates is a :class:`Responder`: :class:`ModelResponder` samples
-from a causal LM (one batched call per turn for every live environment), :class:`FunctionResponder`
-wraps a plain Python function (a scripted expert, a random agent) so the same loop runs without a
-model.
+Two layouts (``layout=``):
+
+- ``"turn"`` (verl-agent's, the default): every turn's prompt is the task plus a window of recent
+  (observation, action) pairs (:func:`aem.agent.build_prompt`), encoded afresh each turn.
+- ``"trajectory"`` (rLLM's): a trajectory is one growing sequence. Turn 0 starts it with the
+  same first prompt; each later turn appends only the new observation and the admissible actions
+  (:func:`aem.agent.build_followup`) after the previous response, and the model keeps its KV
+  cache across turns (:class:`aem.policy.session.DecodingSession`), so nothing is encoded twice.
+  The agent sees its whole history; a trajectory whose sequence would outgrow
+  ``max_sequence_tokens`` ends there (``TrajectoryRecord.context_full``).
+
+Either way the result is one :class:`TurnBatch` row per turn; :meth:`TurnBatch.packed` lays the
+tokens out for the model in the rollout's layout. Who generates is a :class:`Responder`:
+:class:`ModelResponder` samples from a causal LM (one batched call per turn for every live
+environment), :class:`FunctionResponder` wraps a plain Python function (a scripted expert, a random
+agent) so the same loop runs without a model.
 """
 
 from __future__ import annotations
@@ -18,10 +28,21 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from aem.agent import INVALID_ACTION_PENALTY, PromptConfig, build_prompt, parse_response
+from aem.agent import (
+    INVALID_ACTION_PENALTY,
+    PromptConfig,
+    build_followup,
+    build_prompt,
+    parse_response,
+)
 from aem.agent import turn_reward as agent_turn_reward
+from aem.algorithms._checks import require_int_at_least
 from aem.envs.pool import EnvPool
-from aem.policy.sampling import SamplingConfig, generate
+from aem.policy.packing import PackedBatch, pack_trajectories, pack_turns
+from aem.policy.sampling import SamplingConfig
+from aem.policy.session import DecodingSession
+
+LAYOUTS = ("turn", "trajectory")
 
 # --------------------------------------------------------------------------- responders
 
@@ -32,6 +53,8 @@ class TurnContext:
 
     ``history`` holds every earlier ``(observation, action)`` pair of the trajectory (the prompt
     shows only the configured window); ``info`` is the environment's latest info dict.
+    ``continues`` is True when the prompt continues the trajectory's sequence (trajectory
+    layout, turns after the first) instead of starting a new one.
     """
 
     env_index: int
@@ -43,16 +66,20 @@ class TurnContext:
     info: dict[str, Any]
     history: tuple[tuple[str, str], ...]
     reset_options: dict[str, Any] | None
+    continues: bool = False
 
 
 @dataclass(frozen=True)
 class Response:
-    """One generated turn: the prompt tokens the responder saw (after truncation), the response
-    tokens (ending with the stop token when generation stopped on one) and the response text."""
+    """One generated turn: the prompt tokens the turn added (the whole prompt after truncation;
+    in the trajectory layout, after turn 0, the continuation), the response tokens (ending with
+    the stop token when generation stopped on one) and the response text. ``context_full``: the
+    sequence had no room for this turn, so nothing was generated and the trajectory ends."""
 
     prompt_ids: list[int]
     response_ids: list[int]
     text: str
+    context_full: bool = False
 
 
 class Responder(Protocol):
@@ -86,40 +113,114 @@ def encode_prompt(
         encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
     else:
         encoded = tokenizer(prompt)["input_ids"]
-    ids = [int(token) for token in encoded]
-    if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
-        ids = ids[-max_prompt_tokens:]
-    return ids
+    return _keep_last([int(token) for token in encoded], max_prompt_tokens)
+
+
+def _keep_last(ids: list[int], count: int | None) -> list[int]:
+    return ids if count is None or len(ids) <= count else ids[-count:]
+
+
+_MARK = "\x00AEM\x00"
+
+
+def encode_continuation(
+    tokenizer: PreTrainedTokenizerBase, text: str, max_prompt_tokens: int | None
+) -> list[int]:
+    """Token ids that continue a trajectory's sequence with ``text`` (trajectory layout),
+    keeping the last ``max_prompt_tokens``.
+
+    With a chat template: whatever the template puts between the end of an assistant message
+    and the content of the next user message, ``text``, then the user message's end and the
+    next assistant header (``<|im_end|>\n<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant
+    \n`` for ChatML). Without one: a newline then ``text``.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        before = [{"role": "user", "content": "u"}, {"role": "assistant", "content": _MARK}]
+        after = [*before, {"role": "user", "content": _MARK}]
+        rendered = tokenizer.apply_chat_template(after, tokenize=False, add_generation_prompt=True)
+        _, separator, suffix = rendered.split(_MARK)
+        encoded = tokenizer(separator + text + suffix, add_special_tokens=False)["input_ids"]
+    else:
+        encoded = tokenizer("\n" + text, add_special_tokens=False)["input_ids"]
+    return _keep_last([int(token) for token in encoded], max_prompt_tokens)
+
+
+def encode_turn(
+    tokenizer: PreTrainedTokenizerBase, text: str, context: TurnContext, max_prompt_tokens: int
+) -> list[int]:
+    """:func:`encode_continuation` when ``context.continues``, else :func:`encode_prompt`."""
+    encode = encode_continuation if context.continues else encode_prompt
+    return encode(tokenizer, text, max_prompt_tokens)
 
 
 @dataclass
 class ModelResponder:
-    """Samples responses from ``model`` with :func:`aem.policy.generate`, all live environments
-    in one batched call per turn. Put the ``</action>`` token id in
-    ``sampling.stop_token_ids`` (or ``"</action>"`` in ``sampling.stop_strings`` when the
-    tokenizer splits it) to end a response at its action. Prompts go through
-    :func:`encode_prompt` (the chat template when the tokenizer has one)."""
+    """Samples responses from ``model``, all live environments in one batched call per turn.
+    Put the ``</action>`` token id in ``sampling.stop_token_ids`` (or ``"</action>"`` in
+    ``sampling.stop_strings`` when the tokenizer splits it) to end a response at its action.
+
+    Turns that start a sequence (``TurnContext.continues`` False) open a new
+    :class:`~aem.policy.session.DecodingSession` (their prompts go through
+    :func:`encode_prompt`); turns that continue one (trajectory layout) extend the open session
+    by :func:`encode_continuation` tokens, on the cached context. A continuing turn whose
+    context + continuation + ``sampling.max_new_tokens`` would exceed ``max_sequence_tokens``
+    (default and upper bound: the model's ``max_position_embeddings``; at least
+    ``max_prompt_tokens + sampling.max_new_tokens``, so a first turn always fits) gets
+    ``Response.context_full``.
+    """
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     sampling: SamplingConfig
     generator: torch.Generator
     max_prompt_tokens: int
+    max_sequence_tokens: int | None = None
+    _session: DecodingSession | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        value = self.max_prompt_tokens
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"max_prompt_tokens must be an int >= 1, got {self.max_prompt_tokens!r}"
-            )
+        require_int_at_least("max_prompt_tokens", self.max_prompt_tokens, 1)
+        if self.max_sequence_tokens is not None:
+            first_turn = self.max_prompt_tokens + self.sampling.max_new_tokens
+            require_int_at_least("max_sequence_tokens", self.max_sequence_tokens, first_turn)
+
+    def _sequence_limit(self) -> float:
+        limits = [
+            self.max_sequence_tokens,
+            getattr(self.model.config, "max_position_embeddings", None),
+        ]
+        return min((limit for limit in limits if limit is not None), default=float("inf"))
 
     def respond(self, prompts: Sequence[str], contexts: Sequence[TurnContext]) -> list[Response]:
-        prompt_ids = [encode_prompt(self.tokenizer, p, self.max_prompt_tokens) for p in prompts]
-        out = generate(self.model, self.tokenizer, prompt_ids, self.sampling, self.generator)
-        responses = []
-        for row, ids in enumerate(prompt_ids):
-            tokens = out.response_ids[row][out.response_mask[row].bool()].tolist()
-            responses.append(Response(ids, tokens, out.texts[row]))
+        kinds = {context.continues for context in contexts}
+        if len(kinds) > 1:
+            raise ValueError("contexts must all continue their sequences or all start new ones")
+        continues = kinds == {True}
+        if continues and self._session is None:
+            raise ValueError("a continuing turn needs an open session: start with turn 0")
+        if not continues:
+            self._session = DecodingSession(
+                self.model, self.tokenizer, self.sampling, self.generator
+            )
+        session = self._session
+        assert session is not None
+        prompt_ids = [
+            encode_turn(self.tokenizer, p, c, self.max_prompt_tokens)
+            for p, c in zip(prompts, contexts, strict=True)
+        ]
+        limit = self._sequence_limit()
+        budget = self.sampling.max_new_tokens
+        fits = [
+            not continues or session.length(c.env_index) + len(ids) + budget <= limit
+            for c, ids in zip(contexts, prompt_ids, strict=True)
+        ]
+        responses = [Response(ids, [], "", context_full=True) for ids in prompt_ids]
+        live = [k for k, fit in enumerate(fits) if fit]
+        if live:
+            rows = [contexts[k].env_index for k in live]
+            out = session.step(rows, [prompt_ids[k] for k in live])
+            for row, k in enumerate(live):
+                tokens = out.response_ids[row][out.response_mask[row].bool()].tolist()
+                responses[k] = Response(prompt_ids[k], tokens, out.texts[row])
         return responses
 
 
@@ -127,9 +228,9 @@ class ModelResponder:
 class FunctionResponder:
     """Responses from a plain function ``actor(prompts, contexts) -> texts``.
 
-    With a ``tokenizer`` the prompt (left-truncated to ``max_prompt_tokens``) and the response
-    text (without special tokens added) are tokenized so the batch can be scored; without one
-    the token lists are empty.
+    With a ``tokenizer`` the prompt (:func:`encode_turn`, left-truncated to
+    ``max_prompt_tokens``) and the response text (without special tokens added) are tokenized
+    so the batch can be scored; without one the token lists are empty.
     """
 
     actor: Actor
@@ -141,13 +242,13 @@ class FunctionResponder:
         if len(texts) != len(prompts):
             raise ValueError(f"actor must return {len(prompts)} texts, got {len(texts)}")
         responses = []
-        for prompt, text in zip(prompts, texts, strict=True):
+        for prompt, context, text in zip(prompts, contexts, texts, strict=True):
             if not isinstance(text, str):
                 raise ValueError(f"actor must return strings, got {type(text).__name__}")
             if self.tokenizer is None:
                 responses.append(Response([], [], text))
                 continue
-            prompt_ids = encode_prompt(self.tokenizer, prompt, self.max_prompt_tokens)
+            prompt_ids = encode_turn(self.tokenizer, prompt, context, self.max_prompt_tokens)
             response_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             responses.append(Response(prompt_ids, [int(t) for t in response_ids], text))
         return responses
@@ -160,7 +261,8 @@ class FunctionResponder:
 class TrajectoryRecord:
     """Summary of one trajectory. ``episode_return`` sums the environment rewards (no
     penalties); ``error`` is the environment's error message if it crashed (the trajectory then
-    ended there, as failed)."""
+    ended there, as failed); ``context_full``: it ended because its sequence had no room for
+    another turn (trajectory layout)."""
 
     group_id: int
     traj_id: int
@@ -171,6 +273,7 @@ class TrajectoryRecord:
     length: int
     invalid_turns: int
     error: str | None
+    context_full: bool = False
 
 
 def pad_turns(
@@ -179,24 +282,8 @@ def pad_turns(
     """``(input_ids, attention_mask, response_mask)``, each ``[N, P + R]``: prompts left-padded to
     the longest prompt ``P``, responses right-padded to the longest response ``R`` (the layout of
     :meth:`aem.policy.GenerationOutput.sequences`, the input of :func:`aem.policy.score`)."""
-    if len(prompt_ids) != len(response_ids):
-        raise ValueError(
-            f"prompt_ids and response_ids must have the same length, got "
-            f"{len(prompt_ids)} and {len(response_ids)}"
-        )
-    rows = len(prompt_ids)
-    P = max((len(p) for p in prompt_ids), default=0)
-    R = max((len(r) for r in response_ids), default=0)
-    input_ids = torch.full((rows, P + R), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((rows, P + R), dtype=torch.long)
-    response_mask = torch.zeros((rows, P + R), dtype=torch.long)
-    for row, (prompt, response) in enumerate(zip(prompt_ids, response_ids, strict=True)):
-        start, end = P - len(prompt), P + len(response)
-        input_ids[row, start:P] = torch.as_tensor(prompt, dtype=torch.long)
-        input_ids[row, P:end] = torch.as_tensor(response, dtype=torch.long)
-        attention_mask[row, start:end] = 1
-        response_mask[row, P:end] = 1
-    return input_ids, attention_mask, response_mask
+    packed = pack_turns(prompt_ids, response_ids, pad_id)
+    return packed.input_ids, packed.attention_mask, packed.response_mask.long()
 
 
 @dataclass
@@ -211,8 +298,10 @@ class TurnBatch:
     response or refused action, :func:`aem.agent.turn_reward`). ``episode_return`` and ``won``
     repeat the trajectory's total environment reward and outcome on each of its rows.
     ``anchor_id`` numbers the distinct ``(group_id, observation text)`` pairs the turns acted
-    from (GiGPO's anchor states). ``prompt_texts`` are the full prompts (``prompt_ids`` may be
-    left-truncated); ``response_texts`` the decoded responses.
+    from (GiGPO's anchor states). ``prompt_texts`` are the texts the turns added (``prompt_ids``
+    may be left-truncated); ``response_texts`` the decoded responses. ``layout`` is the
+    rollout's (``"turn"``: ``prompt_ids`` are whole prompts; ``"trajectory"``: after a
+    trajectory's first turn they continue its sequence), which :meth:`packed` follows.
     """
 
     prompt_ids: list[list[int]]
@@ -230,13 +319,27 @@ class TurnBatch:
     prompt_texts: list[str]
     response_texts: list[str]
     trajectories: list[TrajectoryRecord] = field(default_factory=list)
+    layout: str = "turn"
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
 
     def to_padded(self, pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``(input_ids, attention_mask, response_mask)`` ``[N, P + R]``; see :func:`pad_turns`."""
+        """``(input_ids, attention_mask, response_mask)`` ``[N, P + R]``; see :func:`pad_turns`.
+        One row per turn, so only for the turn layout (else see :meth:`packed`)."""
+        if self.layout != "turn":
+            raise ValueError(f"to_padded needs layout 'turn', got {self.layout!r}; use packed()")
         return pad_turns(self.prompt_ids, self.response_ids, pad_id)
+
+    def packed(self, pad_id: int) -> PackedBatch:
+        """The tokens as model rows in this batch's layout, with one span per turn row (span
+        ``s`` is row ``s`` of this batch): :func:`aem.policy.packing.pack_turns` or
+        :func:`~aem.policy.packing.pack_trajectories`."""
+        if self.layout == "trajectory":
+            return pack_trajectories(
+                self.prompt_ids, self.response_ids, self.traj_id.tolist(), pad_id
+            )
+        return pack_turns(self.prompt_ids, self.response_ids, pad_id)
 
     def scores(self) -> Tensor:
         """verl-agent's per-row scalar score: the trajectory's ``episode_return`` plus this row's
@@ -263,6 +366,7 @@ class _Trajectory:
     won: bool = False
     invalid_turns: int = 0
     error: str | None = None
+    context_full: bool = False
     done: bool = False
 
 
@@ -290,19 +394,25 @@ def rollout(
     prompt: PromptConfig,
     invalid_penalty: float = INVALID_ACTION_PENALTY,
     reset_options: dict[str, Any] | None = None,
+    layout: str = "turn",
 ) -> TurnBatch:
     """Play ``len(task_seeds) * group_size`` trajectories and return their turns.
 
     Environment ``i`` of ``pool`` (which must hold exactly that many) plays task
     ``task_seeds[i // group_size]`` (same seed, same task). Each turn every live environment's
-    prompt is built (``env_name`` picks the wording), the responder answers all of them at once,
-    the responses are parsed (:func:`aem.agent.parse_response`) and the actions stepped in the
-    pool. A trajectory ends when its environment terminates or truncates, after ``max_turns``
-    turns, or when its environment raises (``TrajectoryRecord.error``; that last turn is judged
-    on its response's form only, since the engine gave no verdict). Deterministic given the
-    responder's generator and the seeds.
+    prompt is built (``env_name`` picks the wording; ``layout`` whether later turns get a whole
+    prompt or a continuation, see the module docstring), the responder answers all of them at
+    once, the responses are parsed (:func:`aem.agent.parse_response`) and the actions stepped
+    in the pool. A trajectory ends when its environment terminates or truncates, after
+    ``max_turns`` turns, when its environment raises (``TrajectoryRecord.error``; that last turn
+    is judged on its response's form only, since the engine gave no verdict), or when the
+    responder had no room left in its sequence (``context_full``; that turn is not played).
+    Deterministic given the responder's generator and the seeds.
     """
     _check_rollout_args(pool, task_seeds, group_size, max_turns, invalid_penalty)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    continues = layout == "trajectory"
     seeds = [int(task_seeds[i // group_size]) for i in range(pool.num_envs)]
     starts = pool.reset(seeds, [reset_options] * pool.num_envs)
     trajs = [
@@ -321,17 +431,23 @@ def rollout(
         live = [i for i, traj in enumerate(trajs) if not traj.done]
         if not live:
             break
-        prompts = [_prompt_of(env_name, trajs[i], prompt) for i in live]
-        contexts = [_context_of(i, trajs[i], turn, reset_options) for i in live]
+        follow = continues and turn > 0
+        prompts = [_prompt_of(env_name, trajs[i], prompt, follow) for i in live]
+        contexts = [_context_of(i, trajs[i], turn, reset_options, follow) for i in live]
         responses = responder.respond(prompts, contexts)
         if len(responses) != len(live):
             raise ValueError(f"responder must return {len(live)} responses, got {len(responses)}")
+        for i, response in zip(live, responses, strict=True):
+            if response.context_full:
+                trajs[i].context_full = trajs[i].done = True
         parsed = [parse_response(r.text) for r in responses]
         actions: list[str | None] = [None] * pool.num_envs
-        for i, p in zip(live, parsed, strict=True):
-            actions[i] = p.action
+        for i, p, r in zip(live, parsed, responses, strict=True):
+            actions[i] = None if r.context_full else p.action
         results = pool.step(actions)
         for k, i in enumerate(live):
+            if responses[k].context_full:
+                continue
             result = results[i]
             if result is None:
                 raise RuntimeError(f"pool returned no step result for live environment {i}")
@@ -363,7 +479,7 @@ def rollout(
             traj.invalid_turns += int(not valid)
             traj.error = None if error is None else str(error)
             traj.done = bool(terminated or truncated) or error is not None
-    return _assemble(rows, trajs)
+    return _assemble(rows, trajs, layout)
 
 
 def _check_rollout_args(
@@ -375,9 +491,8 @@ def _check_rollout_args(
 ) -> None:
     if len(task_seeds) == 0:
         raise ValueError("task_seeds must not be empty")
-    for name, value in (("group_size", group_size), ("max_turns", max_turns)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    require_int_at_least("group_size", group_size, 1)
+    require_int_at_least("max_turns", max_turns, 1)
     if pool.num_envs != len(task_seeds) * group_size:
         raise ValueError(
             f"pool must hold len(task_seeds) * group_size = {len(task_seeds) * group_size} "
@@ -387,13 +502,19 @@ def _check_rollout_args(
         raise ValueError(f"invalid_penalty must be >= 0, got {invalid_penalty!r}")
 
 
-def _prompt_of(env_name: str, traj: _Trajectory, config: PromptConfig) -> str:
+def _prompt_of(env_name: str, traj: _Trajectory, config: PromptConfig, follow: bool) -> str:
     admissible = traj.info.get("admissible_commands", [])
+    if follow:
+        return build_followup(env_name, traj.observation, len(traj.history), admissible, config)
     return build_prompt(env_name, traj.task, traj.observation, traj.history, admissible, config)
 
 
 def _context_of(
-    index: int, traj: _Trajectory, turn: int, reset_options: dict[str, Any] | None
+    index: int,
+    traj: _Trajectory,
+    turn: int,
+    reset_options: dict[str, Any] | None,
+    continues: bool,
 ) -> TurnContext:
     return TurnContext(
         env_index=index,
@@ -405,10 +526,11 @@ def _context_of(
         info=traj.info,
         history=tuple(traj.history),
         reset_options=reset_options,
+        continues=continues,
     )
 
 
-def _assemble(rows: list[_Row], trajs: list[_Trajectory]) -> TurnBatch:
+def _assemble(rows: list[_Row], trajs: list[_Trajectory], layout: str) -> TurnBatch:
     rows = sorted(rows, key=lambda row: (row.traj_id, row.turn))
     anchors: dict[tuple[int, str], int] = {}
     anchor_ids = [
@@ -428,6 +550,7 @@ def _assemble(rows: list[_Row], trajs: list[_Trajectory]) -> TurnBatch:
             length=lengths[i],
             invalid_turns=t.invalid_turns,
             error=t.error,
+            context_full=t.context_full,
         )
         for i, t in enumerate(trajs)
     ]
@@ -453,4 +576,5 @@ def _assemble(rows: list[_Row], trajs: list[_Trajectory]) -> TurnBatch:
         prompt_texts=[r.prompt_text for r in rows],
         response_texts=[r.response_text for r in rows],
         trajectories=records,
+        layout=layout,
     )

@@ -65,6 +65,19 @@ def test_every_preset_runs_with_and_without_aem(tmp_path, preset, aem_on):
     assert len(read_metrics(run)) == len(records)
 
 
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_learns_from_trajectory_rows(tmp_path, preset):
+    """rollout.layout=trajectory: one model row per trajectory, every turn a span of it."""
+    _, records = train(tmp_path, f"algorithm={preset}", "rollout.layout=trajectory")
+    for record in (r for r in records if r["iteration"] >= 0 and "actor/pg_loss" in r):
+        assert math.isfinite(record["actor/pg_loss"])
+        if PRESETS[preset]["dynamic_sampling"]:
+            assert record["rollout/rows"] == 2 * record["rollout/kept_groups"]
+        else:
+            assert record["rollout/rows"] == record["rollout/trajectories"]
+        assert "aem/weight_max" in record and record["rollout/context_full"] == 0
+
+
 def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path):
     train(tmp_path, "trainer.iterations=3", name="full")
     full = read_metrics(tmp_path / "full")

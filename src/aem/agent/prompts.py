@@ -80,3 +80,30 @@ def build_prompt(
         parts.append("Your admissible actions now are: [" + ", ".join(admissible) + "].")
     parts.append(ANSWER_FORMAT)
     return "\n".join(parts) + "\n"
+
+
+def build_followup(
+    env_name: str,
+    observation: str,
+    step: int,
+    admissible: Sequence[str],
+    config: PromptConfig | None = None,
+) -> str:
+    """What a trajectory-long sequence gains before the response of turn ``step`` (from 0, at
+    least 1): the new observation, the admissible actions and (``full`` style) the answer
+    format. The task and the earlier turns are already in the sequence, so they are not
+    repeated; ``config.history_length`` does not apply.
+    """
+    config = config or PromptConfig()
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (turn 0 gets build_prompt), got {step!r}")
+    if config.style == "compact":
+        lines = [f"Obs {step + 1}: {observation}"]
+        if config.show_admissible:
+            lines.append("Actions: " + " | ".join(admissible))
+        return "\n".join(lines) + "\n"
+    parts = [f"You are at step {step + 1} and your current observation is: {observation}"]
+    if config.show_admissible:
+        parts.append("Your admissible actions now are: [" + ", ".join(admissible) + "].")
+    parts.append(ANSWER_FORMAT)
+    return "\n".join(parts) + "\n"

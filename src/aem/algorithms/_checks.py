@@ -59,3 +59,10 @@ def require_positive(name: str, value: float) -> None:
     """Require a finite scalar > 0."""
     if not (value > 0.0 and value < float("inf")):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def require_int_at_least(name: str, value: object, minimum: int) -> int:
+    """Require a Python int (not a bool) >= ``minimum``; return it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value

@@ -29,6 +29,8 @@ def select_groups(batch: TurnBatch, groups: list[int]) -> TurnBatch:
         value = getattr(batch, field.name)
         if field.name == "trajectories":
             values[field.name] = [t for t in value if t.group_id in wanted]
+        elif field.name == "layout":
+            values[field.name] = value
         elif isinstance(value, torch.Tensor):
             values[field.name] = value[index]
         else:
@@ -37,12 +39,19 @@ def select_groups(batch: TurnBatch, groups: list[int]) -> TurnBatch:
 
 
 def concat_batches(batches: list[TurnBatch]) -> TurnBatch:
-    """Rows of all ``batches`` in order; group, trajectory and anchor ids are shifted so they stay
-    unique across batches."""
+    """Rows of all ``batches`` (of one layout) in order; group, trajectory and anchor ids are
+    shifted so they stay unique across batches."""
+    layouts = {batch.layout for batch in batches}
+    if len(layouts) != 1:
+        raise ValueError(f"batches must share one layout, got {sorted(layouts)}")
     offsets = dict.fromkeys(_ID_FIELDS, 0)
-    parts: dict[str, list] = {field.name: [] for field in dataclasses.fields(TurnBatch)}
+    parts: dict[str, list] = {
+        field.name: [] for field in dataclasses.fields(TurnBatch) if field.name != "layout"
+    }
     for batch in batches:
         for field in dataclasses.fields(batch):
+            if field.name == "layout":
+                continue
             value = getattr(batch, field.name)
             if field.name in _ID_FIELDS:
                 value = value + offsets[field.name]
@@ -66,4 +75,4 @@ def concat_batches(batches: list[TurnBatch]) -> TurnBatch:
             joined[name] = torch.cat(values)
         else:
             joined[name] = [item for value in values for item in value]
-    return TurnBatch(**joined)
+    return TurnBatch(**joined, layout=layouts.pop())

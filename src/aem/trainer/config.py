@@ -93,6 +93,27 @@ class RolloutConfig(_Section):
     max_prompt_tokens: int = Field(384, ge=8)
     history_length: int = Field(0, ge=0)
     prompt_style: Literal["full", "compact"] = "compact"
+    layout: Literal["turn", "trajectory"] = Field(
+        "turn",
+        description="turn: one row per turn, prompt rebuilt each turn (verl-agent); trajectory: "
+        "one growing sequence per trajectory, KV cache kept across turns (rLLM)",
+    )
+    max_sequence_tokens: int | None = Field(
+        None,
+        ge=8,
+        description="trajectory layout: longest sequence (>= max_prompt_tokens + "
+        "max_response_tokens); None = the model's limit",
+    )
+
+    @model_validator(mode="after")
+    def _first_turn_fits(self) -> RolloutConfig:
+        first_turn = self.max_prompt_tokens + self.max_response_tokens
+        if self.max_sequence_tokens is not None and self.max_sequence_tokens < first_turn:
+            raise ValueError(
+                f"rollout.max_sequence_tokens must be >= max_prompt_tokens + max_response_tokens"
+                f" = {first_turn}, got {self.max_sequence_tokens}"
+            )
+        return self
 
 
 Preset = Literal["ppo", "grpo", "dapo", "gspo", "rloo", "gigpo"]

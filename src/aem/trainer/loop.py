@@ -185,6 +185,7 @@ class Trainer:
             sampling=self._sampling(temperature),
             generator=generator,
             max_prompt_tokens=cfg.rollout.max_prompt_tokens,
+            max_sequence_tokens=cfg.rollout.max_sequence_tokens,
         )
         return rollout(
             responder,
@@ -195,6 +196,7 @@ class Trainer:
             max_turns=cfg.env.max_turns,
             prompt=self._prompt(),
             invalid_penalty=cfg.env.invalid_penalty,
+            layout=cfg.rollout.layout,
         )
 
     def _task_seeds(self, count: int) -> list[int]:
@@ -285,23 +287,20 @@ class Trainer:
         record: dict[str, Any] = {}
         if len(batch.response_ids) == 0:
             return record
-        input_ids, attention_mask, response_mask = batch.to_padded(self.tokenizer.pad_token_id)
-        response_mask = response_mask.bool()
+        packed = batch.packed(self.tokenizer.pad_token_id)
+        rows = (packed.input_ids, packed.attention_mask, packed.response_mask)
+        response_mask = packed.span_mask()  # [S, R]: one span per turn, whatever the layout
 
         with timer.phase("scoring"):
-            old_log_probs, token_entropy = self._score(
-                self.model, input_ids, attention_mask, response_mask
-            )
+            old_log_probs, token_entropy = map(packed.to_spans, self._score(self.model, *rows))
         ref_log_probs = None
         if self.reference is not None:
             with timer.phase("reference"):
-                ref_log_probs, _ = self._score(
-                    self.reference, input_ids, attention_mask, response_mask
-                )
+                ref_log_probs = packed.to_spans(self._score(self.reference, *rows)[0])
         values = None
         if self.critic is not None:
             with timer.phase("critic"), torch.no_grad():
-                values = self.critic.values(input_ids, attention_mask, bf16=cfg.model.bf16)
+                values = packed.to_spans(self.critic.values(rows[0], rows[1], bf16=cfg.model.bf16))
 
         with timer.phase("advantage"):
             inputs = AdvantageInputs(
@@ -351,9 +350,8 @@ class Trainer:
             record["analysis/masked_span_frac"] = float((~keep).float().mean())
 
         update = UpdateBatch(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            response_mask=loss_mask,
+            packed=packed,
+            loss_mask=loss_mask,
             old_log_probs=old_log_probs,
             advantages=advantages,
             ref_log_probs=ref_log_probs,
@@ -395,8 +393,8 @@ class Trainer:
             record["drift/predicted_previous"] = self.previous_drift
         self.previous_entropy = entropy_now
         self.previous_drift = float(drift["drift/total"])
-        record["throughput/tokens"] = float(attention_mask.sum())
-        record["rollout/rows"] = float(input_ids.shape[0])
+        record["throughput/tokens"] = float(packed.attention_mask.sum())
+        record["rollout/rows"] = float(packed.input_ids.shape[0])
         return record
 
     # ------------------------------------------------------------------ evaluation
@@ -488,6 +486,7 @@ def episode_metrics(batch: TurnBatch) -> dict[str, float]:
         "rollout/invalid_rate": sum(t.invalid_turns for t in trajectories)
         / max(1, sum(t.length for t in trajectories)),
         "rollout/errors": float(sum(t.error is not None for t in trajectories)),
+        "rollout/context_full": float(sum(t.context_full for t in trajectories)),
         "rollout/trajectories": float(len(trajectories)),
     }
     by_type: dict[str, list[bool]] = defaultdict(list)

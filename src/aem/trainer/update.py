@@ -1,4 +1,5 @@
-"""The policy (and critic) update: PPO-style epochs over mini-batches of turn rows.
+"""The policy (and critic) update: PPO-style epochs over mini-batches of model rows (turns or
+trajectories, :class:`aem.policy.packing.PackedBatch`); the losses see one row per response span.
 
 loss = policy loss (PPO clip / GSPO, chosen aggregation) + kl_coef * KL(pi || ref)
        - entropy_coef * entropy        (entropy_coef defaults to 0: AEM needs no bonus)
@@ -14,6 +15,7 @@ from transformers import PreTrainedModel
 
 from aem.algorithms.kl import kl_penalty
 from aem.algorithms.losses import PolicyLossConfig, aggregate_loss, entropy_bonus, get_policy_loss
+from aem.policy.packing import PackedBatch
 from aem.policy.scoring import score
 from aem.policy.value import CriticModel
 from aem.trainer.config import AlgorithmConfig, OptimConfig
@@ -21,21 +23,35 @@ from aem.trainer.config import AlgorithmConfig, OptimConfig
 
 @dataclass
 class UpdateBatch:
-    """Everything the update needs, one row per turn: ``[N, L]`` tensors."""
+    """Everything the update needs: the model rows and, per response span, ``[S, R]`` tensors
+    (span ``s`` as in ``packed``)."""
 
-    input_ids: Tensor
-    attention_mask: Tensor
-    response_mask: Tensor  # tokens that enter the loss (Analysis A may drop some rows)
+    packed: PackedBatch
+    loss_mask: Tensor  # span tokens that enter the loss (Analysis A may drop some spans)
     old_log_probs: Tensor
     advantages: Tensor
     ref_log_probs: Tensor | None = None
     returns: Tensor | None = None
     old_values: Tensor | None = None
 
+    @property
+    def num_rows(self) -> int:
+        return int(self.packed.input_ids.shape[0])
+
     def rows(self, index: Tensor) -> UpdateBatch:
-        return UpdateBatch(
-            **{name: None if value is None else value[index] for name, value in vars(self).items()}
-        )
+        """The model rows ``index`` and their spans."""
+        packed, spans = self.packed.select_rows(index)
+        values = {
+            name: None if value is None else value[spans]
+            for name, value in vars(self).items()
+            if name != "packed"
+        }
+        return UpdateBatch(packed=packed, **values)
+
+    def mini_batches(self, size: int, generator: torch.Generator) -> list[UpdateBatch]:
+        """Shuffled mini-batches of ``size`` model rows (the last may be smaller)."""
+        order = torch.randperm(self.num_rows, generator=generator)
+        return [self.rows(order[start : start + size]) for start in range(0, self.num_rows, size)]
 
 
 def policy_loss_config(algo: AlgorithmConfig) -> PolicyLossConfig:
@@ -66,39 +82,36 @@ def update_policy(
     optimiser step each. Returns the mean of each metric over the steps."""
     loss_fn = get_policy_loss(algo.loss)
     loss_config = policy_loss_config(algo)
-    rows = batch.input_ids.shape[0]
     log: dict[str, list[float]] = {}
     model.train()
     for _ in range(optim.epochs):
-        order = torch.randperm(rows, generator=generator)
-        for start in range(0, rows, optim.mini_batch_rows):
-            part = batch.rows(order[start : start + optim.mini_batch_rows])
-            if not bool(part.response_mask.any()):
+        for part in batch.mini_batches(optim.mini_batch_rows, generator):
+            mask = part.loss_mask
+            if not bool(mask.any()):
                 continue
+            rows = part.packed
             scored = score(
                 model,
-                part.input_ids,
-                part.attention_mask,
-                part.response_mask,
+                rows.input_ids,
+                rows.attention_mask,
+                rows.response_mask,
                 temperature=temperature,
                 compute_entropy=algo.entropy_coef > 0,
                 bf16=bf16,
             )
+            log_probs = rows.to_spans(scored.log_probs)
             pg_loss, pg_metrics = loss_fn(
-                part.old_log_probs, scored.log_probs, part.advantages, part.response_mask,
-                loss_config,
-            )  # fmt: skip
+                part.old_log_probs, log_probs, part.advantages, mask, loss_config
+            )
             loss = pg_loss
             if part.ref_log_probs is not None and algo.kl_coef > 0:
                 kl = aggregate_loss(
-                    kl_penalty(scored.log_probs, part.ref_log_probs, algo.kl_kind),
-                    part.response_mask,
-                    algo.agg_mode,
+                    kl_penalty(log_probs, part.ref_log_probs, algo.kl_kind), mask, algo.agg_mode
                 )
                 loss = loss + algo.kl_coef * kl
                 log.setdefault("actor/kl", []).append(float(kl.detach()))
             if algo.entropy_coef > 0:
-                bonus = entropy_bonus(scored.entropy, part.response_mask, algo.agg_mode)
+                bonus = entropy_bonus(rows.to_spans(scored.entropy), mask, algo.agg_mode)
                 loss = loss - algo.entropy_coef * bonus
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -124,17 +137,15 @@ def update_critic(
     """Clipped value regression to the GAE returns (PPO's critic loss), token-mean."""
     if batch.returns is None or batch.old_values is None:
         raise ValueError("update_critic needs batch.returns and batch.old_values")
-    rows = batch.input_ids.shape[0]
     losses: list[float] = []
     critic.train()
     for _ in range(optim.epochs):
-        order = torch.randperm(rows, generator=generator)
-        for start in range(0, rows, optim.mini_batch_rows):
-            part = batch.rows(order[start : start + optim.mini_batch_rows])
-            mask = part.response_mask
+        for part in batch.mini_batches(optim.mini_batch_rows, generator):
+            mask = part.loss_mask
             if not bool(mask.any()):
                 continue
-            values = critic.values(part.input_ids, part.attention_mask, bf16=bf16)
+            rows = part.packed
+            values = rows.to_spans(critic.values(rows.input_ids, rows.attention_mask, bf16=bf16))
             clipped = part.old_values + (values - part.old_values).clamp(-value_clip, value_clip)
             loss_mat = torch.maximum((values - part.returns) ** 2, (clipped - part.returns) ** 2)
             loss = 0.5 * aggregate_loss(loss_mat, mask, "token-mean")

@@ -1,0 +1,157 @@
+"""Token rows for the model and response spans for the algorithms.
+
+A batch of turns reaches the model in one of two layouts: one row per turn (its prompt, then its
+response) or one row per trajectory (turn after turn: what the turn added, then its response;
+rLLM's layout, where a context shared by the turns is encoded once). Either way the per-token
+outputs of a pass over the rows (log-probs, entropies, values) are gathered into one row per
+*span* (a turn's response), ``[S, R]``, so advantages, AEM and the losses see the same per-turn
+tensors whatever the layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class PackedBatch:
+    """Rows ``[N, L]`` (``input_ids``, ``attention_mask``, ``response_mask`` over every span) and
+    the spans: span ``s`` is ``span_length[s]`` tokens of row ``span_row[s]`` from column
+    ``span_start[s]``."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    response_mask: Tensor
+    span_row: Tensor
+    span_start: Tensor
+    span_length: Tensor
+
+    @property
+    def num_spans(self) -> int:
+        return int(self.span_row.shape[0])
+
+    def span_mask(self) -> Tensor:
+        """Bool ``[S, R]``: True on the first ``span_length[s]`` columns, ``R`` the longest span."""
+        width = int(self.span_length.max()) if self.num_spans else 0
+        return torch.arange(width)[None, :] < self.span_length[:, None]
+
+    def to_spans(self, values: Tensor) -> Tensor:
+        """``values [N, L]`` (a pass over the rows) gathered to ``[S, R]``, 0 off the spans.
+        Differentiable."""
+        if values.shape != self.input_ids.shape:
+            raise ValueError(
+                f"values must have the rows' shape {tuple(self.input_ids.shape)}, "
+                f"got {tuple(values.shape)}"
+            )
+        mask = self.span_mask()
+        columns = (self.span_start[:, None] + torch.arange(mask.shape[1])[None, :]).clamp(
+            max=values.shape[1] - 1
+        )
+        gathered = values[self.span_row[:, None], columns]
+        return torch.where(mask, gathered, torch.zeros((), dtype=values.dtype))
+
+    def select_rows(self, rows: Tensor) -> tuple[PackedBatch, Tensor]:
+        """The rows ``rows`` (in that order) and the ids of their spans in this batch."""
+        position = torch.full((self.input_ids.shape[0],), -1, dtype=torch.long)
+        position[rows] = torch.arange(rows.shape[0])
+        new_row = position[self.span_row]
+        spans = (new_row >= 0).nonzero().flatten()
+        spans = spans[torch.argsort(new_row[spans], stable=True)]
+        packed = PackedBatch(
+            input_ids=self.input_ids[rows],
+            attention_mask=self.attention_mask[rows],
+            response_mask=self.response_mask[rows],
+            span_row=new_row[spans],
+            span_start=self.span_start[spans],
+            span_length=self.span_length[spans],
+        )
+        return packed, spans
+
+
+def _check_pairs(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]):
+    if len(prompt_ids) != len(response_ids):
+        raise ValueError(
+            f"prompt_ids and response_ids must have the same length, got "
+            f"{len(prompt_ids)} and {len(response_ids)}"
+        )
+
+
+def pack_turns(
+    prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], pad_id: int
+) -> PackedBatch:
+    """One row per turn: prompts left-padded to the longest prompt ``P``, responses right-padded
+    after it (the sampler's layout); span ``s`` is row ``s`` from column ``P``."""
+    _check_pairs(prompt_ids, response_ids)
+    rows = len(prompt_ids)
+    P = max((len(p) for p in prompt_ids), default=0)
+    R = max((len(r) for r in response_ids), default=0)
+    input_ids = torch.full((rows, P + R), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((rows, P + R), dtype=torch.long)
+    for row, (prompt, response) in enumerate(zip(prompt_ids, response_ids, strict=True)):
+        start, end = P - len(prompt), P + len(response)
+        input_ids[row, start:end] = torch.as_tensor([*prompt, *response], dtype=torch.long)
+        attention_mask[row, start:end] = 1
+    lengths = torch.tensor([len(r) for r in response_ids], dtype=torch.long)
+    response_mask = torch.zeros((rows, P + R), dtype=torch.bool)
+    response_mask[:, P:] = torch.arange(R)[None, :] < lengths[:, None]
+    return PackedBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        response_mask=response_mask,
+        span_row=torch.arange(rows),
+        span_start=torch.full((rows,), P, dtype=torch.long),
+        span_length=lengths,
+    )
+
+
+def pack_trajectories(
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    traj_id: Sequence[int],
+    pad_id: int,
+) -> PackedBatch:
+    """One row per trajectory: turn ``k`` of a trajectory (rows of the same ``traj_id``, which
+    must be contiguous and in turn order) adds ``prompt_ids[k]`` then ``response_ids[k]``; rows
+    are right-padded. Span ``s`` is turn ``s``'s response inside its trajectory's row."""
+    _check_pairs(prompt_ids, response_ids)
+    if len(traj_id) != len(prompt_ids):
+        raise ValueError(f"traj_id must have {len(prompt_ids)} entries, got {len(traj_id)}")
+    sequences: list[list[int]] = []
+    span_row, span_start = [], []
+    seen: set[int] = set()
+    previous = None
+    for prompt, response, traj in zip(prompt_ids, response_ids, traj_id, strict=True):
+        traj = int(traj)
+        if traj != previous:
+            if traj in seen:
+                raise ValueError(f"the turns of trajectory {traj} must be contiguous")
+            seen.add(traj)
+            sequences.append([])
+            previous = traj
+        sequence = sequences[-1]
+        sequence.extend(int(t) for t in prompt)
+        span_row.append(len(sequences) - 1)
+        span_start.append(len(sequence))
+        sequence.extend(int(t) for t in response)
+    length = max((len(s) for s in sequences), default=0)
+    input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
+        attention_mask[row, : len(sequence)] = 1
+    lengths = torch.tensor([len(r) for r in response_ids], dtype=torch.long)
+    packed = PackedBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        response_mask=torch.zeros((len(sequences), length), dtype=torch.bool),
+        span_row=torch.tensor(span_row, dtype=torch.long),
+        span_start=torch.tensor(span_start, dtype=torch.long),
+        span_length=lengths,
+    )
+    for row, start, count in zip(span_row, span_start, lengths.tolist(), strict=True):
+        packed.response_mask[row, start : start + count] = True
+    return packed
