@@ -49,7 +49,12 @@ def comparable(records):
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("aem_on", [True, False])
 def test_every_preset_runs_with_and_without_aem(tmp_path, preset, aem_on):
-    _, records = train(tmp_path, f"algorithm={preset}", f"aem.enabled={str(aem_on).lower()}")
+    _, records = train(
+        tmp_path,
+        f"algorithm={preset}",
+        f"aem.enabled={str(aem_on).lower()}",
+        "optim.mini_batch_rows=5",  # several mini-batches per epoch
+    )
     trained = [r for r in records if r["iteration"] >= 0]
     assert [r["iteration"] for r in trained] == [0, 1]
     for record in trained:
@@ -68,7 +73,9 @@ def test_every_preset_runs_with_and_without_aem(tmp_path, preset, aem_on):
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_learns_from_trajectory_rows(tmp_path, preset):
     """rollout.layout=trajectory: one model row per trajectory, every turn a span of it."""
-    _, records = train(tmp_path, f"algorithm={preset}", "rollout.layout=trajectory")
+    _, records = train(
+        tmp_path, f"algorithm={preset}", "rollout.layout=trajectory", "optim.mini_batch_rows=1"
+    )
     for record in (r for r in records if r["iteration"] >= 0 and "actor/pg_loss" in r):
         assert math.isfinite(record["actor/pg_loss"])
         if PRESETS[preset]["dynamic_sampling"]:

@@ -21,7 +21,8 @@ from torch import Tensor
 class PackedBatch:
     """Rows ``[N, L]`` (``input_ids``, ``attention_mask``, ``response_mask`` over every span) and
     the spans: span ``s`` is ``span_length[s]`` tokens of row ``span_row[s]`` from column
-    ``span_start[s]``."""
+    ``span_start[s]``. Span tensors are ``[S, span_width]`` (the longest span of the batch the
+    rows were packed in, kept by :meth:`select_rows`)."""
 
     input_ids: Tensor
     attention_mask: Tensor
@@ -29,19 +30,19 @@ class PackedBatch:
     span_row: Tensor
     span_start: Tensor
     span_length: Tensor
+    span_width: int
 
     @property
     def num_spans(self) -> int:
         return int(self.span_row.shape[0])
 
     def span_mask(self) -> Tensor:
-        """Bool ``[S, R]``: True on the first ``span_length[s]`` columns, ``R`` the longest span."""
-        width = int(self.span_length.max()) if self.num_spans else 0
-        return torch.arange(width)[None, :] < self.span_length[:, None]
+        """Bool ``[S, span_width]``: True on the first ``span_length[s]`` columns."""
+        return torch.arange(self.span_width)[None, :] < self.span_length[:, None]
 
     def to_spans(self, values: Tensor) -> Tensor:
-        """``values [N, L]`` (a pass over the rows) gathered to ``[S, R]``, 0 off the spans.
-        Differentiable."""
+        """``values [N, L]`` (a pass over the rows) gathered to ``[S, span_width]``, 0 off the
+        spans. Differentiable."""
         if values.shape != self.input_ids.shape:
             raise ValueError(
                 f"values must have the rows' shape {tuple(self.input_ids.shape)}, "
@@ -68,6 +69,7 @@ class PackedBatch:
             span_row=new_row[spans],
             span_start=self.span_start[spans],
             span_length=self.span_length[spans],
+            span_width=self.span_width,
         )
         return packed, spans
 
@@ -105,6 +107,7 @@ def pack_turns(
         span_row=torch.arange(rows),
         span_start=torch.full((rows,), P, dtype=torch.long),
         span_length=lengths,
+        span_width=R,
     )
 
 
@@ -151,6 +154,7 @@ def pack_trajectories(
         span_row=torch.tensor(span_row, dtype=torch.long),
         span_start=torch.tensor(span_start, dtype=torch.long),
         span_length=lengths,
+        span_width=max(lengths.tolist(), default=0),
     )
     for row, start, count in zip(span_row, span_start, lengths.tolist(), strict=True):
         packed.response_mask[row, start : start + count] = True
