@@ -148,9 +148,12 @@ def encode_continuation(
 def encode_turn(
     tokenizer: PreTrainedTokenizerBase, text: str, context: TurnContext, max_prompt_tokens: int
 ) -> list[int]:
-    """:func:`encode_continuation` when ``context.continues``, else :func:`encode_prompt`."""
-    encode = encode_continuation if context.continues else encode_prompt
-    return encode(tokenizer, text, max_prompt_tokens)
+    """:func:`encode_prompt` (left-truncated to ``max_prompt_tokens``), or when
+    ``context.continues`` :func:`encode_continuation` whole: cutting a continuation would drop
+    its observation, and the sequence's own budget (``max_sequence_tokens``) bounds it."""
+    if context.continues:
+        return encode_continuation(tokenizer, text, None)
+    return encode_prompt(tokenizer, text, max_prompt_tokens)
 
 
 @dataclass

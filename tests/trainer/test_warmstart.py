@@ -21,6 +21,8 @@ from aem.trainer.warmstart import (
     NoisyExpert,
     corpus_texts,
     expert_dataset,
+    expert_trajectories,
+    finetune_examples,
     format_response,
     sft_lr_factor,
     supervised_finetune,
@@ -256,3 +258,58 @@ def test_sft_lr_factor_warms_up_then_decays_to_the_floor() -> None:
     assert all(a >= b for a, b in itertools.pairwise(factors[warm:]))
     assert factors[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 189 / 190)))
     assert sft_lr_factor(steps, steps) == pytest.approx(0.1)
+
+
+# --------------------------------------------------------------------------- trajectory layout
+
+
+def expert_episodes(tokenizer: Any, **kw: Any) -> list[list[Any]]:
+    args = dict(noise=0.3, seed=4, prompt=COMPACT, max_turns=12, labels="expert")
+    return expert_trajectories(
+        "household", 6, **{**args, **kw}, tokenizer=tokenizer, max_prompt_tokens=MAX_PROMPT
+    )
+
+
+def test_expert_trajectories_train_the_turns_that_played_the_label(tokenizer: Any) -> None:
+    """Same play as expert_dataset with the same seed: the labels of the trained turns are the
+    expert's labels of those states, and every untrained turn played something else."""
+    episodes = expert_episodes(tokenizer, invalid_noise=0.2)
+    pairs = expert_dataset("household", 6, 0.3, 4, COMPACT, 12, labels="expert", invalid_noise=0.2)
+    turns = [turn for episode in episodes for turn in episode]
+    assert len(turns) == len(pairs)  # one turn per state, as in the turn layout
+    untrained = 0
+    for (_, response_ids, trained), (_, label) in zip(turns, pairs, strict=True):
+        played = tokenizer.decode(response_ids)
+        assert trained == (played == label)
+        untrained += not trained
+    assert 0 < untrained < len(turns)
+    for episode in episodes:
+        assert len(episode[0][0]) == MAX_PROMPT  # the first prompt, left-truncated
+        assert all(tokenizer.decode(t[0]).startswith("\nObs ") for t in episode[1:])
+    capped = expert_episodes(tokenizer, invalid_noise=0.2, max_sequence_tokens=600)
+    for episode in capped:
+        assert sum(len(p) + len(r) for p, r, _ in episode) <= 600
+    assert sum(map(len, capped)) < len(turns)
+
+
+def test_trajectory_example_loss_matches_a_per_sequence_reference(tokenizer: Any) -> None:
+    """Step 0's loss is the token-mean NLL of the trained spans, computed here one unpadded
+    sequence at a time with the model's own logits."""
+    episodes = expert_episodes(tokenizer)
+    model = fresh_model(tokenizer)
+    rows = torch.randperm(len(episodes), generator=torch.Generator().manual_seed(3))[:3].tolist()
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for episode in (episodes[r] for r in rows):
+            sequence = [t for p, r, _ in episode for t in p + r]
+            log_probs = torch.log_softmax(model(input_ids=torch.tensor([sequence])).logits[0], -1)
+            start = 0
+            for prompt, response, trained in episode:
+                start += len(prompt)
+                for k, token in enumerate(response):
+                    if trained:
+                        nll -= float(log_probs[start + k - 1, token])
+                        count += 1
+                start += len(response)
+    losses = finetune_examples(model, episodes, tokenizer.pad_token_id, 1, 3, 1e-3, 3)
+    assert losses[0] == pytest.approx(nll / count, rel=1e-4)

@@ -24,6 +24,8 @@ from aem.trainer.warmstart import (
     OBSERVATION_EXPERTS,
     corpus_texts,
     expert_dataset,
+    expert_trajectories,
+    finetune_examples,
     supervised_finetune,
 )
 
@@ -63,8 +65,8 @@ def initial_policy(
         labels = warm.labels
         if labels == "auto":
             labels = "expert" if cfg.env.name in OBSERVATION_EXPERTS else "taken"
-        pairs = expert_dataset(
-            cfg.env.name,
+        play = dict(
+            env_name=cfg.env.name,
             num_episodes=warm.episodes,
             noise=warm.noise,
             seed=cfg.seed,
@@ -76,21 +78,32 @@ def initial_policy(
             labels=labels,
             invalid_noise=warm.invalid_noise if labels == "expert" else 0.0,
         )
-        losses = supervised_finetune(
-            model,
-            tokenizer,
-            pairs,
+        train = dict(
             steps=warm.steps,
             batch_size=warm.batch_size,
             lr=warm.lr,
             seed=cfg.seed,
             bf16=cfg.model.bf16,
-            max_prompt_tokens=cfg.rollout.max_prompt_tokens,
             cosine=warm.cosine,
         )
+        if cfg.rollout.layout == "trajectory":  # whole episodes, as the rollout will feed them
+            examples = expert_trajectories(
+                **play,
+                tokenizer=tokenizer,
+                max_prompt_tokens=cfg.rollout.max_prompt_tokens,
+                max_sequence_tokens=cfg.rollout.max_sequence_tokens
+                or getattr(model.config, "max_position_embeddings", None),
+            )
+            pad_id = int(tokenizer.pad_token_id)
+            losses = finetune_examples(model, examples, pad_id, **train)
+        else:
+            examples = expert_dataset(**play)
+            losses = supervised_finetune(
+                model, tokenizer, examples, max_prompt_tokens=cfg.rollout.max_prompt_tokens, **train
+            )
         model.eval()
         metrics = {
-            "warm_start/pairs": float(len(pairs)),
+            "warm_start/examples": float(len(examples)),
             "warm_start/steps": float(len(losses)),
             "warm_start/loss_first": losses[0] if losses else float("nan"),
             "warm_start/loss_last": losses[-1] if losses else float("nan"),

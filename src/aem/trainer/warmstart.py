@@ -19,24 +19,25 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aem.agent import PromptConfig, parse_response
-from aem.algorithms._checks import require_positive
+from aem.algorithms._checks import require_int_at_least, require_positive
 from aem.envs import TextEnv, make
 from aem.envs.household.search_expert import SearchExpert
 from aem.envs.pool import EnvPool
 from aem.envs.swe import build_task as build_swe_task
 from aem.envs.swe import expert_plan as swe_expert_plan
 from aem.envs.webshop import WebShopExpert
+from aem.policy.packing import PackedBatch, pack_trajectories, pack_turns
 from aem.policy.sampling import SamplingConfig, generate
 from aem.policy.scoring import score
 from aem.policy.tokenizer import ACTION_CLOSE, ACTION_OPEN, THINK_CLOSE, THINK_OPEN
-from aem.rollout import FunctionResponder, TurnContext, encode_prompt, pad_turns, rollout
+from aem.rollout import FunctionResponder, TurnBatch, TurnContext, encode_prompt, rollout
 
 ExpertPolicy = Callable[[dict[str, Any]], str]
 """The expert of one running episode: ``act(info) -> action``."""
@@ -201,6 +202,69 @@ class NoisyExpert:
         return action.replace(SEARCH_PLACEHOLDER, query)
 
 
+SftTurn = tuple[list[int], list[int], bool]
+"""One turn of a warm-start example: the tokens it adds before its response, the response tokens,
+and whether the response carries loss."""
+
+
+def _expert_play(
+    env_name: str,
+    num_episodes: int,
+    noise: float,
+    seed: int,
+    prompt: PromptConfig,
+    max_turns: int,
+    env_kwargs: dict[str, Any] | None,
+    labels: Literal["taken", "expert"],
+    invalid_noise: float,
+    layout: str = "turn",
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    max_prompt_tokens: int | None = None,
+) -> Iterator[tuple[TurnBatch, list[str]]]:
+    """Noisy-expert episodes in chunks: each chunk's turn batch (``layout``, tokenized when a
+    ``tokenizer`` is given) and the label text of each of its rows."""
+    require_int_at_least("num_episodes", num_episodes, 1)
+    if labels not in ("taken", "expert"):
+        raise ValueError(f"labels must be 'taken' or 'expert', got {labels!r}")
+    if invalid_noise and labels != "expert":
+        raise ValueError(f"invalid_noise={invalid_noise!r} needs labels='expert', got {labels!r}")
+    rng = random.Random(seed)
+    task_seeds = [rng.randrange(2**31) for _ in range(num_episodes)]
+    actor = NoisyExpert(
+        env_name,
+        env_kwargs,
+        noise,
+        seed=rng.randrange(2**31),
+        history_length=prompt.history_length,
+        invalid_noise=invalid_noise,
+    )
+    expert_labels: dict[tuple[int, int], str] = {}
+
+    def play(prompts: list[str], contexts: list[TurnContext]) -> list[str]:
+        if labels == "expert":
+            for context in contexts:
+                label = format_response(actor.expert_action(context))
+                expert_labels[context.env_index, context.turn] = label
+        return actor(prompts, contexts)
+
+    responder = FunctionResponder(play, tokenizer, max_prompt_tokens)
+    try:
+        for start in range(0, num_episodes, _EPISODE_CHUNK):
+            chunk = task_seeds[start : start + _EPISODE_CHUNK]
+            expert_labels.clear()
+            with EnvPool(env_name, len(chunk), env_kwargs) as pool:
+                batch = rollout(
+                    responder, pool, env_name, chunk, 1, max_turns, prompt, layout=layout
+                )
+            texts = batch.response_texts
+            if labels == "expert":
+                keys = zip(batch.traj_id.tolist(), batch.turn.tolist(), strict=True)
+                texts = [expert_labels[key] for key in keys]
+            yield batch, texts
+    finally:
+        actor.close()
+
+
 def expert_dataset(
     env_name: str,
     num_episodes: int,
@@ -222,44 +286,60 @@ def expert_dataset(
     need an observation-only expert (:data:`OBSERVATION_EXPERTS`); ``invalid_noise`` (refused
     actions, see :class:`NoisyExpert`) needs expert labels, so no label is a refused action.
     """
-    if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
-        raise ValueError(f"num_episodes must be an int >= 1, got {num_episodes!r}")
-    if labels not in ("taken", "expert"):
-        raise ValueError(f"labels must be 'taken' or 'expert', got {labels!r}")
-    if invalid_noise and labels != "expert":
-        raise ValueError(f"invalid_noise={invalid_noise!r} needs labels='expert', got {labels!r}")
-    rng = random.Random(seed)
-    task_seeds = [rng.randrange(2**31) for _ in range(num_episodes)]
-    actor = NoisyExpert(
-        env_name,
-        env_kwargs,
-        noise,
-        seed=rng.randrange(2**31),
-        history_length=prompt.history_length,
-        invalid_noise=invalid_noise,
-    )
-    expert_labels: dict[str, str] = {}
-
-    def play(prompts: list[str], contexts: list[TurnContext]) -> list[str]:
-        if labels == "expert":
-            for text, context in zip(prompts, contexts, strict=True):
-                expert_labels[text] = format_response(actor.expert_action(context))
-        return actor(prompts, contexts)
-
-    responder = FunctionResponder(play)
     pairs: list[tuple[str, str]] = []
-    try:
-        for start in range(0, num_episodes, _EPISODE_CHUNK):
-            chunk = task_seeds[start : start + _EPISODE_CHUNK]
-            with EnvPool(env_name, len(chunk), env_kwargs) as pool:
-                batch = rollout(responder, pool, env_name, chunk, 1, max_turns, prompt)
-            responses = batch.response_texts
-            if labels == "expert":
-                responses = [expert_labels[text] for text in batch.prompt_texts]
-            pairs.extend(zip(batch.prompt_texts, responses, strict=True))
-    finally:
-        actor.close()
+    for batch, texts in _expert_play(
+        env_name, num_episodes, noise, seed, prompt, max_turns, env_kwargs, labels, invalid_noise
+    ):
+        pairs.extend(zip(batch.prompt_texts, texts, strict=True))
     return pairs
+
+
+def expert_trajectories(
+    env_name: str,
+    num_episodes: int,
+    noise: float,
+    seed: int,
+    prompt: PromptConfig,
+    max_turns: int,
+    tokenizer: PreTrainedTokenizerBase,
+    max_prompt_tokens: int,
+    env_kwargs: dict[str, Any] | None = None,
+    labels: Literal["taken", "expert"] = "taken",
+    invalid_noise: float = 0.0,
+    max_sequence_tokens: int | None = None,
+) -> list[list[SftTurn]]:
+    """The same episodes as :func:`expert_dataset`, for the trajectory layout: each episode is
+    one example, its turns tokenized as the rollout's ``layout="trajectory"`` feeds them (the
+    sequence holds the actions played, noise included). A turn carries loss where the action
+    played is its label (with ``labels="expert"``: not on the noisy turns, but on the expert's
+    turns after them, so recovering from a detour is still taught). An episode keeps the turns
+    that fit in ``max_sequence_tokens`` (the rollout ends a trajectory there too); episodes with
+    no trained turn are left out."""
+    examples: list[list[SftTurn]] = []
+    for batch, texts in _expert_play(
+        env_name,
+        num_episodes,
+        noise,
+        seed,
+        prompt,
+        max_turns,
+        env_kwargs,
+        labels,
+        invalid_noise,
+        layout="trajectory",
+        tokenizer=tokenizer,
+        max_prompt_tokens=max_prompt_tokens,
+    ):
+        episodes: dict[int, list[SftTurn]] = {}
+        lengths: dict[int, int] = {}
+        for row, traj in enumerate(batch.traj_id.tolist()):
+            trained = batch.response_texts[row] == texts[row]
+            turn = (batch.prompt_ids[row], batch.response_ids[row], trained)
+            lengths[traj] = lengths.get(traj, 0) + len(turn[0]) + len(turn[1])
+            if max_sequence_tokens is None or lengths[traj] <= max_sequence_tokens:
+                episodes.setdefault(traj, []).append(turn)
+        examples.extend(e for e in episodes.values() if any(t[2] for t in e))
+    return examples
 
 
 def corpus_texts(
@@ -316,20 +396,57 @@ def supervised_finetune(
     max_prompt_tokens: int = 512,
     cosine: bool = False,
 ) -> list[float]:
-    """Behaviour cloning: AdamW on the mean negative log-likelihood of the response tokens
-    (eos included; prompt tokens carry no loss), gradient norm clipped to 1.0, learning rate
-    ``lr`` (times :func:`sft_lr_factor`, warm-up then cosine decay, if ``cosine``). Batches are
-    drawn without replacement, reshuffling each epoch, from ``torch.Generator().manual_seed(seed)``.
-    Returns the loss of every step. The model's train/eval mode is restored afterwards.
-    """
+    """Behaviour cloning on ``(prompt, response)`` text pairs (:func:`tokenize_pairs`: eos after
+    each response); see :func:`finetune_examples`."""
     if len(pairs) == 0:
         raise ValueError("pairs must not be empty")
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    require_positive("lr", lr)
     prompts, responses = tokenize_pairs(tokenizer, pairs, max_prompt_tokens)
+    examples = [[(p, r, True)] for p, r in zip(prompts, responses, strict=True)]
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    return finetune_examples(model, examples, pad_id, steps, batch_size, lr, seed, bf16, cosine)
+
+
+def _pack_examples(examples: Sequence[Sequence[SftTurn]], pad_id: int) -> PackedBatch:
+    """One row per example; single-turn examples in the sampler's layout (prompts left-padded).
+    The response mask keeps only the spans that carry loss."""
+    turns = [turn for example in examples for turn in example]
+    prompts, responses = [t[0] for t in turns], [t[1] for t in turns]
+    if all(len(example) == 1 for example in examples):
+        packed = pack_turns(prompts, responses, pad_id)
+    else:
+        owner = [k for k, example in enumerate(examples) for _ in example]
+        packed = pack_trajectories(prompts, responses, owner, pad_id)
+    for span, turn in enumerate(turns):
+        if not turn[2]:
+            row, start = int(packed.span_row[span]), int(packed.span_start[span])
+            packed.response_mask[row, start : start + len(turn[1])] = False
+    return packed
+
+
+def finetune_examples(
+    model: PreTrainedModel,
+    examples: Sequence[Sequence[SftTurn]],
+    pad_id: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    bf16: bool = False,
+    cosine: bool = False,
+) -> list[float]:
+    """Behaviour cloning: AdamW on the mean negative log-likelihood of the trained response
+    tokens (prompt tokens carry no loss), gradient norm clipped to 1.0, learning rate ``lr``
+    (times :func:`sft_lr_factor`, warm-up then cosine decay, if ``cosine``). An example is one
+    model row: one turn (:func:`supervised_finetune`) or a whole trajectory
+    (:func:`expert_trajectories`). Batches of ``batch_size`` examples are drawn without
+    replacement, reshuffling each epoch, from ``torch.Generator().manual_seed(seed)``. Returns
+    the loss of every step. The model's train/eval mode is restored afterwards.
+    """
+    if len(examples) == 0:
+        raise ValueError("examples must not be empty")
+    require_int_at_least("steps", steps, 1)
+    require_int_at_least("batch_size", batch_size, 1)
+    require_positive("lr", lr)
     device = model.get_input_embeddings().weight.device
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -343,16 +460,17 @@ def supervised_finetune(
     try:
         for _ in range(steps):
             if len(order) < batch_size:
-                order += torch.randperm(len(pairs), generator=generator).tolist()
+                order += torch.randperm(len(examples), generator=generator).tolist()
             rows, order = order[:batch_size], order[batch_size:]
+            packed = _pack_examples([examples[r] for r in rows], pad_id)
             input_ids, attention_mask, response_mask = (
                 t.to(device)
-                for t in pad_turns([prompts[r] for r in rows], [responses[r] for r in rows], pad_id)
+                for t in (packed.input_ids, packed.attention_mask, packed.response_mask)
             )
             out = score(
                 model, input_ids, attention_mask, response_mask, compute_entropy=False, bf16=bf16
             )
-            loss = -(out.log_probs * response_mask).sum() / response_mask.sum()
+            loss = -(out.log_probs * response_mask).sum() / response_mask.sum().clamp(min=1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
