@@ -131,7 +131,9 @@ def test_function_rollout_builds_one_sequence_per_trajectory() -> None:
         row, turn = int(packed.span_row[s]), int(batch.turn[s])
         assert row == int(batch.traj_id[s])
         if turn > 0:
-            assert batch.prompt_ids[s] == encode_continuation(tokenizer, batch.prompt_texts[s], None)
+            assert batch.prompt_ids[s] == encode_continuation(
+                tokenizer, batch.prompt_texts[s], None
+            )
         turns = [k for k in range(len(batch)) if int(batch.traj_id[k]) == row and k <= s]
         expected = [t for k in turns for t in batch.prompt_ids[k] + batch.response_ids[k]]
         assert packed.input_ids[row, : len(expected)].tolist() == expected
