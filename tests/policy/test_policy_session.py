@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
+from transformers import DynamicCache, PreTrainedTokenizerFast, Qwen2ForCausalLM
 
 from aem.policy.batching import left_pad
-from aem.policy.sampling import SamplingConfig, generate
+from aem.policy.sampling import SamplingConfig, decode, generate, growing_cache
 from aem.policy.scoring import score
 from aem.policy.session import DecodingSession
 
@@ -120,3 +120,22 @@ def test_bad_calls_name_the_rows(
         session.step([0], [[5] * model.config.max_position_embeddings])
     with pytest.raises(ValueError, match="is not open"):
         session.length(9)
+
+
+def test_growing_cache_samples_what_the_concatenating_cache_samples(
+    model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerFast
+) -> None:
+    """GrowingLayer only changes how keys are stored: same draws, same log-probs as
+    transformers' own DynamicCache, across a buffer regrowth (> 64 cached tokens) and a row
+    selection."""
+    ids, mask = left_pad([tokenizer.encode("You see a mug 3 and a knife 2. " * 4), [5, 6]], 0)
+    config = SamplingConfig(max_new_tokens=40, temperature=1.0, stop_at_eos=False)
+    outputs = []
+    for cache in (growing_cache(model), DynamicCache(config=model.config)):
+        out = decode(model, tokenizer, cache, ids, mask, config, torch.Generator().manual_seed(2))
+        cache.batch_select_indices(torch.tensor([1]))
+        assert cache.get_seq_length() == ids.shape[1] + 39
+        outputs.append(out)
+    assert ids.shape[1] + 40 > 64
+    assert torch.equal(outputs[0].response_ids, outputs[1].response_ids)
+    torch.testing.assert_close(outputs[0].log_probs, outputs[1].log_probs)

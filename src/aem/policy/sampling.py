@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicLayer
 
 from aem.algorithms._checks import require_non_negative
 from aem.policy.batching import left_pad, position_ids_from_mask
@@ -202,6 +203,65 @@ def check_context_length(model: PreTrainedModel, longest: int, what: str) -> Non
         )
 
 
+class GrowingLayer(DynamicLayer):
+    """A :class:`transformers.DynamicLayer` whose appends are amortised O(new tokens).
+
+    ``DynamicLayer`` concatenates the whole cache with each new token, so decoding ``n`` tokens
+    after a context of ``L`` copies ``O(n * L)`` cache entries; here keys and values live in a
+    buffer with spare room along the sequence axis (doubled when full) and the layer exposes a
+    view of its filled part."""
+
+    def lazy_initialization(self, key_states: Tensor, value_states: Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self._length = 0
+        self._key_buffer = self._value_buffer = None
+
+    def update(
+        self, key_states: Tensor, value_states: Tensor, *args: object, **kwargs: object
+    ) -> tuple[Tensor, Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self._length + key_states.shape[-2]
+        if self._key_buffer is None or end > self._key_buffer.shape[-2]:
+            capacity = max(
+                end, 64, 0 if self._key_buffer is None else 2 * self._key_buffer.shape[-2]
+            )
+            self._key_buffer = self._grown(self._key_buffer, key_states, capacity)
+            self._value_buffer = self._grown(self._value_buffer, value_states, capacity)
+        self._key_buffer[..., self._length : end, :] = key_states
+        self._value_buffer[..., self._length : end, :] = value_states
+        self._length = end
+        self.keys = self._key_buffer[..., :end, :]
+        self.values = self._value_buffer[..., :end, :]
+        return self.keys, self.values
+
+    def _grown(self, buffer: Tensor | None, states: Tensor, capacity: int) -> Tensor:
+        grown = states.new_empty((*states.shape[:-2], capacity, states.shape[-1]))
+        if buffer is not None:
+            grown[..., : self._length, :] = buffer[..., : self._length, :]
+        return grown
+
+    def get_seq_length(self) -> int:
+        return self._length if self.is_initialized else 0
+
+    def batch_select_indices(self, indices: Tensor) -> None:
+        if self.get_seq_length() > 0:
+            self._key_buffer = self._key_buffer[indices]
+            self._value_buffer = self._value_buffer[indices]
+            self.keys = self._key_buffer[..., : self._length, :]
+            self.values = self._value_buffer[..., : self._length, :]
+
+
+def growing_cache(model: PreTrainedModel) -> DynamicCache:
+    """The model's ``DynamicCache`` with every plain ``DynamicLayer`` (full attention) replaced
+    by a :class:`GrowingLayer`; other layer kinds (sliding windows) are kept as they are."""
+    cache = DynamicCache(config=model.config)
+    cache.layers = [
+        GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers
+    ]
+    return cache
+
+
 @dataclass
 class Decoded:
     """What :func:`decode` sampled (fields as in :class:`GenerationOutput`) and the attention
@@ -308,8 +368,7 @@ def generate(
     check_token_range(model, prompt_ids)
     longest = int(prompt_mask.sum(dim=1).max()) + config.max_new_tokens
     check_context_length(model, longest, "longest prompt + max_new_tokens")
-    cache = DynamicCache(config=model.config)
-    out = decode(model, tokenizer, cache, prompt_ids, prompt_mask, config, generator)
+    out = decode(model, tokenizer, growing_cache(model), prompt_ids, prompt_mask, config, generator)
     return GenerationOutput(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,

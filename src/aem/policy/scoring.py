@@ -14,7 +14,12 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from aem.algorithms._checks import require_positive, require_shape, require_tensor
+from aem.algorithms._checks import (
+    require_int_at_least,
+    require_positive,
+    require_shape,
+    require_tensor,
+)
 from aem.algorithms.entropy import chunked_logprobs_and_entropy
 from aem.policy.batching import check_token_batch, position_ids_from_mask
 from aem.policy.precision import autocast_context
@@ -110,6 +115,44 @@ def score(
         log_probs=_scatter_rows(log_probs, selected),
         entropy=None if entropy is None else _scatter_rows(entropy, selected),
     )
+
+
+@torch.no_grad()
+def score_in_chunks(
+    model: PreTrainedModel,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    response_mask: Tensor,
+    rows_per_chunk: int = 64,
+    temperature: float = 1.0,
+    bf16: bool = False,
+) -> ScoreOutput:
+    """:func:`score` without gradient over a large batch, ``rows_per_chunk`` rows at a time:
+    rows of similar length go together (sorted by attended tokens) and each chunk is cropped to
+    its attended columns, so little compute goes to padding (rows of whole trajectories differ
+    in length far more than rows of single turns). Results are in the original row order."""
+    require_int_at_least("rows_per_chunk", rows_per_chunk, 1)
+    check_token_batch(input_ids, attention_mask)
+    log_probs = torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device)
+    entropy = torch.zeros_like(log_probs)
+    order = torch.argsort(attention_mask.sum(dim=1), stable=True)
+    for start in range(0, input_ids.shape[0], rows_per_chunk):
+        rows = order[start : start + rows_per_chunk]
+        attended = attention_mask[rows].bool().any(dim=0).nonzero().flatten()
+        if attended.numel() == 0:
+            continue
+        low, high = int(attended.min()), int(attended.max()) + 1
+        out = score(
+            model,
+            input_ids[rows, low:high],
+            attention_mask[rows, low:high],
+            response_mask[rows, low:high],
+            temperature=temperature,
+            bf16=bf16,
+        )
+        log_probs[rows, low:high] = out.log_probs
+        entropy[rows, low:high] = out.entropy
+    return ScoreOutput(log_probs=log_probs, entropy=entropy)
 
 
 def _scatter_rows(values: Tensor, selected: Tensor) -> Tensor:

@@ -22,6 +22,7 @@ from aem.policy.sampling import (
     check_token_range,
     decode,
     decode_texts,
+    growing_cache,
 )
 
 
@@ -130,7 +131,7 @@ class DecodingSession:
         self.rows = rows
         self._lengths = dict.fromkeys(rows, 0)
         self._pending = [[] for _ in rows]
-        self._cache = DynamicCache(config=self.model.config)
+        self._cache = growing_cache(self.model)
         self._mask = torch.zeros((len(rows), 0), dtype=torch.long, device=self.device)
 
     def _keep(self, rows: list[int]) -> None:

@@ -23,7 +23,7 @@ from aem.envs import names as env_names
 from aem.envs.pool import EnvPool
 from aem.policy.model import frozen_reference, save_policy
 from aem.policy.sampling import SamplingConfig
-from aem.policy.scoring import score
+from aem.policy.scoring import score_in_chunks
 from aem.policy.tokenizer import ACTION_CLOSE, AgentTokenIds
 from aem.policy.value import CriticModel
 from aem.report.curves import plot_run
@@ -236,23 +236,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ scoring
 
-    @torch.no_grad()
     def _score(self, model: Any, ids: Tensor, mask: Tensor, resp: Tensor) -> tuple[Tensor, Tensor]:
-        outputs = [
-            score(
-                model,
-                ids[i : i + SCORE_ROWS],
-                mask[i : i + SCORE_ROWS],
-                resp[i : i + SCORE_ROWS],
-                temperature=max(self.config.rollout.temperature, 1e-6),
-                bf16=self.config.model.bf16,
-            )
-            for i in range(0, ids.shape[0], SCORE_ROWS)
-        ]
-        return (
-            torch.cat([o.log_probs for o in outputs]),
-            torch.cat([o.entropy for o in outputs]),
+        out = score_in_chunks(
+            model,
+            ids,
+            mask,
+            resp,
+            rows_per_chunk=SCORE_ROWS,
+            temperature=max(self.config.rollout.temperature, 1e-6),
+            bf16=self.config.model.bf16,
         )
+        return out.log_probs, out.entropy
 
     def _scores(self, batch: TurnBatch, response_mask: Tensor) -> Tensor:
         """Per-row scores (:meth:`TurnBatch.scores`) plus DAPO's overlong penalty when on."""
@@ -395,6 +389,7 @@ class Trainer:
         self.previous_drift = float(drift["drift/total"])
         record["throughput/tokens"] = float(packed.attention_mask.sum())
         record["rollout/rows"] = float(packed.input_ids.shape[0])
+        record["rollout/response_tokens"] = float(packed.span_length.float().mean())
         return record
 
     # ------------------------------------------------------------------ evaluation
