@@ -73,6 +73,43 @@ class PackedBatch:
         )
         return packed, spans
 
+    def cropped(self) -> PackedBatch:
+        """The same rows without the columns no row attends (leading and trailing padding)."""
+        attended = self.attention_mask.bool().any(dim=0).nonzero().flatten()
+        if attended.numel() == 0:
+            return self
+        low, high = int(attended.min()), int(attended.max()) + 1
+        return PackedBatch(
+            input_ids=self.input_ids[:, low:high],
+            attention_mask=self.attention_mask[:, low:high],
+            response_mask=self.response_mask[:, low:high],
+            span_row=self.span_row,
+            span_start=self.span_start - low,
+            span_length=self.span_length,
+            span_width=self.span_width,
+        )
+
+    def length_groups(self, max_tokens: int) -> list[Tensor]:
+        """Row ids in groups of similar length (sorted by attended tokens), each as many rows
+        as fit in ``max_tokens`` padded tokens once cropped (at least one row per group)."""
+        mask = self.attention_mask.bool()
+        columns = torch.arange(mask.shape[1])
+        first = torch.where(mask, columns, mask.shape[1]).amin(dim=1)
+        last = torch.where(mask, columns, -1).amax(dim=1)
+        groups: list[list[int]] = []
+        low = high = 0
+        for row in torch.argsort(mask.sum(dim=1), stable=True).tolist():
+            row_low, row_high = int(first[row]), int(last[row]) + 1
+            if groups:
+                new_low, new_high = min(low, row_low), max(high, row_high)
+                if (len(groups[-1]) + 1) * (new_high - new_low) <= max_tokens:
+                    groups[-1].append(row)
+                    low, high = new_low, new_high
+                    continue
+            groups.append([row])
+            low, high = row_low, row_high
+        return [torch.tensor(group, dtype=torch.long) for group in groups]
+
 
 def _check_pairs(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]):
     if len(prompt_ids) != len(response_ids):

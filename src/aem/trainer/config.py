@@ -195,6 +195,12 @@ class OptimConfig(_Section):
     grad_clip: float = Field(1.0, gt=0.0)
     epochs: int = Field(1, ge=1, description="PPO epochs over each batch")
     mini_batch_rows: int = Field(256, ge=1)
+    micro_batch_tokens: int = Field(
+        16384,
+        ge=1,
+        description="padded tokens per forward/backward: a mini-batch runs as length-sorted "
+        "micro-batches with accumulated gradients (same step, less padding and memory)",
+    )
 
 
 class WarmStartConfig(_Section):

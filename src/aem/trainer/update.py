@@ -14,7 +14,13 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from aem.algorithms.kl import kl_penalty
-from aem.algorithms.losses import PolicyLossConfig, aggregate_loss, entropy_bonus, get_policy_loss
+from aem.algorithms.losses import (
+    PolicyLossConfig,
+    PolicyLossFn,
+    aggregate_loss,
+    entropy_bonus,
+    get_policy_loss,
+)
 from aem.policy.packing import PackedBatch
 from aem.policy.scoring import score
 from aem.policy.value import CriticModel
@@ -53,6 +59,21 @@ class UpdateBatch:
         order = torch.randperm(self.num_rows, generator=generator)
         return [self.rows(order[start : start + size]) for start in range(0, self.num_rows, size)]
 
+    def micro_batches(self, max_tokens: int) -> list[UpdateBatch]:
+        """This batch as rows of similar length, ``max_tokens`` padded tokens at most per
+        forward (:meth:`PackedBatch.length_groups`), each cropped to its attended columns."""
+        parts = [self.rows(group) for group in self.packed.length_groups(max_tokens)]
+        for part in parts:
+            part.packed = part.packed.cropped()
+        return parts
+
+
+def loss_units(mask: Tensor, agg_mode: str) -> Tensor:
+    """What ``agg_mode`` averages over: kept tokens (``token-mean``) or spans with a kept token
+    (the ``seq-mean-*`` modes). A micro-batch's loss weighs its share of the mini-batch's units,
+    so the accumulated gradient is the gradient of the whole mini-batch's loss."""
+    return mask.sum() if agg_mode == "token-mean" else mask.any(dim=1).sum()
+
 
 def policy_loss_config(algo: AlgorithmConfig) -> PolicyLossConfig:
     return PolicyLossConfig(
@@ -79,50 +100,74 @@ def update_policy(
     bf16: bool,
 ) -> dict[str, float]:
     """``optim.epochs`` passes over shuffled mini-batches of ``optim.mini_batch_rows`` rows, one
-    optimiser step each. Returns the mean of each metric over the steps."""
+    optimiser step each; a mini-batch runs as length-sorted micro-batches of at most
+    ``optim.micro_batch_tokens`` padded tokens with accumulated gradients (:func:`loss_units`).
+    Returns the mean of each metric over the steps (micro-batches weighted by their units)."""
     loss_fn = get_policy_loss(algo.loss)
     loss_config = policy_loss_config(algo)
     log: dict[str, list[float]] = {}
     model.train()
     for _ in range(optim.epochs):
         for part in batch.mini_batches(optim.mini_batch_rows, generator):
-            mask = part.loss_mask
-            if not bool(mask.any()):
+            total = loss_units(part.loss_mask, algo.agg_mode)
+            if int(total) == 0:
                 continue
-            rows = part.packed
-            scored = score(
-                model,
-                rows.input_ids,
-                rows.attention_mask,
-                rows.response_mask,
-                temperature=temperature,
-                compute_entropy=algo.entropy_coef > 0,
-                bf16=bf16,
-            )
-            log_probs = rows.to_spans(scored.log_probs)
-            pg_loss, pg_metrics = loss_fn(
-                part.old_log_probs, log_probs, part.advantages, mask, loss_config
-            )
-            loss = pg_loss
-            if part.ref_log_probs is not None and algo.kl_coef > 0:
-                kl = aggregate_loss(
-                    kl_penalty(log_probs, part.ref_log_probs, algo.kl_kind), mask, algo.agg_mode
-                )
-                loss = loss + algo.kl_coef * kl
-                log.setdefault("actor/kl", []).append(float(kl.detach()))
-            if algo.entropy_coef > 0:
-                bonus = entropy_bonus(rows.to_spans(scored.entropy), mask, algo.agg_mode)
-                loss = loss - algo.entropy_coef * bonus
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            step: dict[str, float] = {}
+            for micro in part.micro_batches(optim.micro_batch_tokens):
+                share = float(loss_units(micro.loss_mask, algo.agg_mode) / total)
+                if share == 0.0:
+                    continue
+                loss, metrics = _policy_loss(
+                    model, micro, algo, loss_fn, loss_config, temperature, bf16
+                )
+                (share * loss).backward()
+                for key, value in metrics.items():
+                    step[key] = step.get(key, 0.0) + share * value
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
             optimizer.step()
-            log.setdefault("actor/pg_loss", []).append(float(pg_loss.detach()))
-            log.setdefault("actor/grad_norm", []).append(float(grad_norm))
-            for key, value in pg_metrics.items():
-                log.setdefault(f"actor/{key}", []).append(float(value))
+            step["actor/grad_norm"] = float(grad_norm)
+            for key, value in step.items():
+                log.setdefault(key, []).append(value)
     model.eval()
     return {key: _mean(values) for key, values in log.items()}
+
+
+def _policy_loss(
+    model: PreTrainedModel,
+    part: UpdateBatch,
+    algo: AlgorithmConfig,
+    loss_fn: PolicyLossFn,
+    loss_config: PolicyLossConfig,
+    temperature: float,
+    bf16: bool,
+) -> tuple[Tensor, dict[str, float]]:
+    """Policy loss (+ KL, - entropy bonus) of one micro-batch and its metrics."""
+    mask, rows = part.loss_mask, part.packed
+    scored = score(
+        model,
+        rows.input_ids,
+        rows.attention_mask,
+        rows.response_mask,
+        temperature=temperature,
+        compute_entropy=algo.entropy_coef > 0,
+        bf16=bf16,
+    )
+    log_probs = rows.to_spans(scored.log_probs)
+    pg_loss, pg_metrics = loss_fn(part.old_log_probs, log_probs, part.advantages, mask, loss_config)
+    metrics = {f"actor/{key}": float(value.detach()) for key, value in pg_metrics.items()}
+    metrics["actor/pg_loss"] = float(pg_loss.detach())
+    loss = pg_loss
+    if part.ref_log_probs is not None and algo.kl_coef > 0:
+        kl = aggregate_loss(
+            kl_penalty(log_probs, part.ref_log_probs, algo.kl_kind), mask, algo.agg_mode
+        )
+        loss = loss + algo.kl_coef * kl
+        metrics["actor/kl"] = float(kl.detach())
+    if algo.entropy_coef > 0:
+        bonus = entropy_bonus(rows.to_spans(scored.entropy), mask, algo.agg_mode)
+        loss = loss - algo.entropy_coef * bonus
+    return loss, metrics
 
 
 def update_critic(
@@ -141,18 +186,29 @@ def update_critic(
     critic.train()
     for _ in range(optim.epochs):
         for part in batch.mini_batches(optim.mini_batch_rows, generator):
-            mask = part.loss_mask
-            if not bool(mask.any()):
+            total = loss_units(part.loss_mask, "token-mean")
+            if int(total) == 0:
                 continue
-            rows = part.packed
-            values = rows.to_spans(critic.values(rows.input_ids, rows.attention_mask, bf16=bf16))
-            clipped = part.old_values + (values - part.old_values).clamp(-value_clip, value_clip)
-            loss_mat = torch.maximum((values - part.returns) ** 2, (clipped - part.returns) ** 2)
-            loss = 0.5 * aggregate_loss(loss_mat, mask, "token-mean")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            step_loss = 0.0
+            for micro in part.micro_batches(optim.micro_batch_tokens):
+                share = float(loss_units(micro.loss_mask, "token-mean") / total)
+                if share == 0.0:
+                    continue
+                rows = micro.packed
+                values = rows.to_spans(
+                    critic.values(rows.input_ids, rows.attention_mask, bf16=bf16)
+                )
+                old = micro.old_values
+                clipped = old + (values - old).clamp(-value_clip, value_clip)
+                loss_mat = torch.maximum(
+                    (values - micro.returns) ** 2, (clipped - micro.returns) ** 2
+                )
+                loss = 0.5 * aggregate_loss(loss_mat, micro.loss_mask, "token-mean")
+                (share * loss).backward()
+                step_loss += share * float(loss.detach())
             torch.nn.utils.clip_grad_norm_(critic.parameters(), optim.grad_clip)
             optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(step_loss)
     critic.eval()
     return {"critic/value_loss": _mean(losses)}

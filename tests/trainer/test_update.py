@@ -1,0 +1,108 @@
+"""The update step: micro-batches with accumulated gradients take the same optimiser step as
+the whole mini-batch, for every loss aggregation, in both layouts."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from aem.policy.packing import pack_trajectories, pack_turns
+from aem.policy.tiny import build_tiny_model
+from aem.policy.tokenizer import build_tokenizer
+from aem.policy.value import CriticModel
+from aem.trainer.config import AlgorithmConfig, OptimConfig
+from aem.trainer.update import UpdateBatch, update_critic, update_policy
+
+AGG_MODES = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    tokenizer = build_tokenizer(["take apple 1 from fridge 2", "go to cabinet 3"] * 20, 300)
+    return build_tiny_model(
+        tokenizer, hidden_size=32, layers=1, heads=2, kv_heads=1, intermediate=64, seed=0
+    )
+
+
+def random_batch(layout: str, seed: int = 0) -> UpdateBatch:
+    rng = torch.Generator().manual_seed(seed)
+    turns = 10
+    prompts = [torch.randint(3, 250, (int(n),), generator=rng).tolist()
+               for n in torch.randint(2, 30, (turns,), generator=rng)]  # fmt: skip
+    responses = [torch.randint(3, 250, (int(n),), generator=rng).tolist()
+                 for n in torch.randint(1, 8, (turns,), generator=rng)]  # fmt: skip
+    if layout == "turn":
+        packed = pack_turns(prompts, responses, pad_id=0)
+    else:
+        packed = pack_trajectories(prompts, responses, [0, 0, 0, 1, 2, 2, 3, 3, 3, 3], pad_id=0)
+    mask = packed.span_mask()
+    shape = mask.shape
+    return UpdateBatch(
+        packed=packed,
+        loss_mask=mask & (torch.rand(shape, generator=rng) > 0.1),
+        old_log_probs=torch.where(mask, -torch.rand(shape, generator=rng) * 5, 0.0),
+        advantages=torch.where(mask, torch.randn(turns, generator=rng)[:, None], 0.0),
+        ref_log_probs=torch.where(mask, -torch.rand(shape, generator=rng) * 5, 0.0),
+        returns=torch.where(mask, torch.randn(shape, generator=rng), 0.0),
+        old_values=torch.where(mask, torch.randn(shape, generator=rng) * 0.1, 0.0),
+    )
+
+
+def step(model, batch, algo, micro_batch_tokens, critic=False):
+    model = copy.deepcopy(model)
+    optim = OptimConfig(lr=1e-2, mini_batch_rows=3, micro_batch_tokens=micro_batch_tokens)
+    generator = torch.Generator().manual_seed(1)
+    if critic:
+        model = CriticModel.from_causal_lm(model, seed=0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+        metrics = update_critic(model, optimizer, batch, optim, generator, bf16=False)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)  # the step is lr * gradient
+        metrics = update_policy(model, optimizer, batch, algo, optim, generator, 1.0, False)
+    return model, metrics
+
+
+@pytest.mark.parametrize("layout", ["turn", "trajectory"])
+@pytest.mark.parametrize(("loss", "agg_mode"), [("ppo", m) for m in AGG_MODES] + [("gspo", None)])
+def test_micro_batches_take_the_mini_batch_step(model, layout, loss, agg_mode) -> None:
+    preset = "gspo" if loss == "gspo" else "grpo"
+    algo = AlgorithmConfig(name=preset, agg_mode=agg_mode, entropy_coef=0.01).resolved()
+    batch = random_batch(layout)
+    whole, whole_metrics = step(model, batch, algo, micro_batch_tokens=10**6)
+    split, split_metrics = step(model, batch, algo, micro_batch_tokens=1)  # one row each
+    for (name, a), (_, b) in zip(whole.named_parameters(), split.named_parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+    assert not torch.equal(whole.lm_head.weight, model.lm_head.weight)  # it did train
+    for key in ("actor/pg_loss", "actor/kl", "actor/grad_norm"):
+        assert split_metrics[key] == pytest.approx(whole_metrics[key], rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.parametrize("layout", ["turn", "trajectory"])
+def test_critic_micro_batches_take_the_mini_batch_step(model, layout) -> None:
+    batch = random_batch(layout, seed=3)
+    whole, whole_metrics = step(model, batch, None, 10**6, critic=True)
+    split, split_metrics = step(model, batch, None, 1, critic=True)
+    for a, b in zip(whole.parameters(), split.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert split_metrics["critic/value_loss"] == pytest.approx(
+        whole_metrics["critic/value_loss"], rel=1e-4
+    )
+
+
+def test_length_groups_cover_every_row_once_within_the_budget() -> None:
+    batch = random_batch("trajectory", seed=5)
+    packed = batch.packed
+    for budget in (1, 40, 90, 10**6):
+        groups = packed.length_groups(budget)
+        rows = sorted(r for g in groups for r in g.tolist())
+        assert rows == list(range(packed.input_ids.shape[0]))
+        for group in groups:
+            sub = packed.select_rows(group)[0].cropped()
+            assert len(group) == 1 or sub.input_ids.numel() <= budget
+            assert int(sub.attention_mask.sum()) == int(packed.attention_mask[group].sum())
+            spans = packed.select_rows(group)[1]
+            ids = packed.to_spans(packed.input_ids.float())[spans]
+            assert torch.equal(sub.to_spans(sub.input_ids.float()), ids)
+    assert len(packed.length_groups(10**6)) == 1
