@@ -56,6 +56,19 @@ def test_pack_trajectories_hand_case() -> None:
     assert packed.to_spans(values).tolist() == [[2, 0, 0], [4, 5, 0], [7, 8, 9]]
 
 
+def test_pack_turns_hand_cases() -> None:
+    left = pack_turns([[1, 2], [5]], [[3], [6, 7]], pad_id=0)
+    assert left.input_ids.tolist() == [[1, 2, 3, 0], [0, 5, 6, 7]]
+    assert left.span_start.tolist() == [2, 2] and left.span_width == 2
+    right = pack_turns([[1, 2], [5]], [[3], [6, 7]], pad_id=0, right_padded=True)
+    assert right.input_ids.tolist() == [[1, 2, 3], [5, 6, 7]]
+    assert right.attention_mask.tolist() == [[1, 1, 1], [1, 1, 1]]
+    assert right.response_mask.long().tolist() == [[0, 0, 1], [0, 1, 1]]
+    assert right.span_start.tolist() == [2, 1]
+    values = torch.arange(6.0).reshape(2, 3)
+    assert right.to_spans(values).tolist() == [[2, 0], [4, 5]]
+
+
 def test_pack_trajectories_rejects_split_trajectories() -> None:
     with pytest.raises(ValueError, match="trajectory 1 must be contiguous"):
         pack_trajectories([[1], [2], [3]], [[1], [2], [3]], [1, 2, 1], pad_id=0)

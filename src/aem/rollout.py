@@ -335,14 +335,14 @@ class TurnBatch:
         return pad_turns(self.prompt_ids, self.response_ids, pad_id)
 
     def packed(self, pad_id: int) -> PackedBatch:
-        """The tokens as model rows in this batch's layout, with one span per turn row (span
-        ``s`` is row ``s`` of this batch): :func:`aem.policy.packing.pack_turns` or
+        """The tokens as model rows in this batch's layout, right-padded, with one span per turn
+        row (span ``s`` is row ``s`` of this batch): :func:`aem.policy.packing.pack_turns` or
         :func:`~aem.policy.packing.pack_trajectories`."""
         if self.layout == "trajectory":
             return pack_trajectories(
                 self.prompt_ids, self.response_ids, self.traj_id.tolist(), pad_id
             )
-        return pack_turns(self.prompt_ids, self.response_ids, pad_id)
+        return pack_turns(self.prompt_ids, self.response_ids, pad_id, right_padded=True)
 
     def scores(self) -> Tensor:
         """verl-agent's per-row scalar score: the trajectory's ``episode_return`` plus this row's

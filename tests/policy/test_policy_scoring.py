@@ -7,7 +7,7 @@ import torch
 from policy_helpers import noisy_tiny_model
 from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
-from aem.policy.batching import position_ids_from_mask
+from aem.policy.batching import body_inputs, position_ids_from_mask
 from aem.policy.sampling import SamplingConfig, generate
 from aem.policy.scoring import score, score_in_chunks
 
@@ -194,3 +194,27 @@ def test_chunked_scoring_matches_the_float64_reference(
     torch.testing.assert_close(out.entropy.double(), expected_entropy, atol=2e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="rows_per_chunk must be an int >= 1, got 0"):
         score_in_chunks(model, input_ids, attention_mask, response_mask, 0)
+
+
+def test_right_padded_rows_take_the_mask_free_path_with_the_same_scores(
+    model: Qwen2ForCausalLM, rollout
+) -> None:
+    """Rows moved to start at column 0 (right padding only) are scored without an attention
+    mask; every real token must keep its score (checked against the left-padded batch's float64
+    reference, row by row)."""
+    input_ids, attention_mask, response_mask = rollout.sequences()
+    shifted = [torch.zeros_like(t) for t in (input_ids, attention_mask, response_mask)]
+    for row in range(input_ids.shape[0]):
+        keep = attention_mask[row].bool()
+        count = int(keep.sum())
+        for target, source in zip(shifted, (input_ids, attention_mask, response_mask), strict=True):
+            target[row, :count] = source[row][keep]
+    assert body_inputs(shifted[1])["attention_mask"] is None
+    assert body_inputs(attention_mask)["attention_mask"] is not None
+    with torch.no_grad():
+        out = score(model, *shifted, temperature=1.0)
+    expected, _ = reference_scores(model, input_ids, attention_mask, response_mask, 1.0)
+    for row in range(input_ids.shape[0]):
+        got = out.log_probs[row][shifted[2][row].bool()].double()
+        want = expected[row][response_mask[row].bool()]
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)

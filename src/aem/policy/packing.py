@@ -120,30 +120,40 @@ def _check_pairs(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Seq
 
 
 def pack_turns(
-    prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], pad_id: int
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    pad_id: int,
+    right_padded: bool = False,
 ) -> PackedBatch:
-    """One row per turn: prompts left-padded to the longest prompt ``P``, responses right-padded
-    after it (the sampler's layout); span ``s`` is row ``s`` from column ``P``."""
+    """One row per turn. By default the sampler's layout: prompts left-padded to the longest
+    prompt ``P``, responses right-padded after it, span ``s`` is row ``s`` from column ``P``.
+    ``right_padded``: each row is its prompt then its response from column 0, padding only at
+    the end (the model can then run without an attention mask,
+    :func:`aem.policy.batching.body_inputs`); span ``s`` starts at ``len(prompt_ids[s])``."""
     _check_pairs(prompt_ids, response_ids)
     rows = len(prompt_ids)
     P = max((len(p) for p in prompt_ids), default=0)
     R = max((len(r) for r in response_ids), default=0)
-    input_ids = torch.full((rows, P + R), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((rows, P + R), dtype=torch.long)
+    width = max((len(p) + len(r) for p, r in zip(prompt_ids, response_ids, strict=True)), default=0)
+    width = width if right_padded else P + R
+    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((rows, width), dtype=torch.long)
+    response_mask = torch.zeros((rows, width), dtype=torch.bool)
+    starts = []
     for row, (prompt, response) in enumerate(zip(prompt_ids, response_ids, strict=True)):
-        start, end = P - len(prompt), P + len(response)
-        input_ids[row, start:end] = torch.as_tensor([*prompt, *response], dtype=torch.long)
-        attention_mask[row, start:end] = 1
-    lengths = torch.tensor([len(r) for r in response_ids], dtype=torch.long)
-    response_mask = torch.zeros((rows, P + R), dtype=torch.bool)
-    response_mask[:, P:] = torch.arange(R)[None, :] < lengths[:, None]
+        begin = 0 if right_padded else P - len(prompt)
+        start, end = begin + len(prompt), begin + len(prompt) + len(response)
+        input_ids[row, begin:end] = torch.as_tensor([*prompt, *response], dtype=torch.long)
+        attention_mask[row, begin:end] = 1
+        response_mask[row, start:end] = True
+        starts.append(start)
     return PackedBatch(
         input_ids=input_ids,
         attention_mask=attention_mask,
         response_mask=response_mask,
         span_row=torch.arange(rows),
-        span_start=torch.full((rows,), P, dtype=torch.long),
-        span_length=lengths,
+        span_start=torch.tensor(starts, dtype=torch.long),
+        span_length=torch.tensor([len(r) for r in response_ids], dtype=torch.long),
         span_width=R,
     )
 

@@ -21,7 +21,7 @@ from aem.algorithms._checks import (
     require_tensor,
 )
 from aem.algorithms.entropy import chunked_logprobs_and_entropy
-from aem.policy.batching import check_token_batch, position_ids_from_mask
+from aem.policy.batching import body_inputs, check_token_batch
 from aem.policy.precision import autocast_context
 
 # Config fields of models whose logits are not a plain ``hidden @ W.T + b``.
@@ -94,9 +94,7 @@ def score(
 
     with autocast_context(input_ids.device, bf16):
         hidden = model.base_model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask),
+            input_ids=input_ids, **body_inputs(attention_mask)
         ).last_hidden_state
     # The head runs in one explicit dtype (bf16 under ``bf16``, like the sampler's autocast
     # head; else the model's), so the chunked backward recomputes exactly the forward logits.

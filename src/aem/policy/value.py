@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
-from aem.policy.batching import check_token_batch, position_ids_from_mask
+from aem.policy.batching import body_inputs, check_token_batch
 from aem.policy.precision import autocast_context
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -87,11 +87,7 @@ class CriticModel(nn.Module):
         """Per-token values ``[B, T]`` (fp32), aligned as described on the class."""
         check_token_batch(input_ids, attention_mask)
         with autocast_context(input_ids.device, bf16):
-            hidden = self.body(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids_from_mask(attention_mask),
-            ).last_hidden_state
+            hidden = self.body(input_ids=input_ids, **body_inputs(attention_mask)).last_hidden_state
         state_values = self.head(hidden[:, :-1])
         has_state = (attention_mask[:, 1:] * attention_mask[:, :-1]).to(state_values.dtype)
         state_values = state_values * has_state

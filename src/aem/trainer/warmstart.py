@@ -407,12 +407,12 @@ def supervised_finetune(
 
 
 def _pack_examples(examples: Sequence[Sequence[SftTurn]], pad_id: int) -> PackedBatch:
-    """One row per example; single-turn examples in the sampler's layout (prompts left-padded).
-    The response mask keeps only the spans that carry loss."""
+    """One right-padded row per example; the response mask keeps only the spans that carry
+    loss."""
     turns = [turn for example in examples for turn in example]
     prompts, responses = [t[0] for t in turns], [t[1] for t in turns]
     if all(len(example) == 1 for example in examples):
-        packed = pack_turns(prompts, responses, pad_id)
+        packed = pack_turns(prompts, responses, pad_id, right_padded=True)
     else:
         owner = [k for k, example in enumerate(examples) for _ in example]
         packed = pack_trajectories(prompts, responses, owner, pad_id)
