@@ -7,7 +7,6 @@ sampler's own log-probs against a scoring pass over the packed rows, and the pro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,14 +29,6 @@ from aem.trainer.batches import concat_batches, select_groups
 from aem.trainer.warmstart import NoisyExpert, corpus_texts
 
 COMPACT = PromptConfig(style="compact", history_length=0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- packing

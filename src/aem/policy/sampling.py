@@ -273,6 +273,20 @@ class Decoded:
     stopped: Tensor
     attention_mask: Tensor
 
+    def output(
+        self, tokenizer: PreTrainedTokenizerBase, prompt_ids: Tensor, prompt_mask: Tensor
+    ) -> GenerationOutput:
+        """The :class:`GenerationOutput` of these samples after ``prompt_ids``."""
+        return GenerationOutput(
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
+            response_ids=self.response_ids,
+            response_mask=self.response_mask,
+            log_probs=self.log_probs,
+            stopped=self.stopped,
+            texts=decode_texts(tokenizer, self.response_ids, self.response_mask),
+        )
+
 
 def decode(
     model: PreTrainedModel,
@@ -369,12 +383,4 @@ def generate(
     longest = int(prompt_mask.sum(dim=1).max()) + config.max_new_tokens
     check_context_length(model, longest, "longest prompt + max_new_tokens")
     out = decode(model, tokenizer, growing_cache(model), prompt_ids, prompt_mask, config, generator)
-    return GenerationOutput(
-        prompt_ids=prompt_ids,
-        prompt_mask=prompt_mask,
-        response_ids=out.response_ids,
-        response_mask=out.response_mask,
-        log_probs=out.log_probs,
-        stopped=out.stopped,
-        texts=decode_texts(tokenizer, out.response_ids, out.response_mask),
-    )
+    return out.output(tokenizer, prompt_ids, prompt_mask)

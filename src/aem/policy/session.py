@@ -21,7 +21,6 @@ from aem.policy.sampling import (
     check_generation_inputs,
     check_token_range,
     decode,
-    decode_texts,
     growing_cache,
 )
 
@@ -117,15 +116,7 @@ class DecodingSession:
         ]
         for k, row in enumerate(rows):
             self._lengths[row] += int(out.response_mask[k].sum())
-        return GenerationOutput(
-            prompt_ids=ids,
-            prompt_mask=block_mask,
-            response_ids=out.response_ids,
-            response_mask=out.response_mask,
-            log_probs=out.log_probs,
-            stopped=out.stopped,
-            texts=decode_texts(self.tokenizer, out.response_ids, out.response_mask),
-        )
+        return out.output(self.tokenizer, ids, block_mask)
 
     def _open(self, rows: list[int]) -> None:
         self.rows = rows
