@@ -9,9 +9,11 @@ LoRA adapters from :func:`apply_lora`.
 from aem.policy.batching import left_pad, position_ids_from_mask
 from aem.policy.lora import LoraSpec, adapter_free_view, apply_lora, has_lora, merged_copy
 from aem.policy.model import frozen_reference, load_policy, save_policy
+from aem.policy.packing import PackedBatch, pack_trajectories, pack_turns
 from aem.policy.pretrained import PRETRAINED, load_pretrained
 from aem.policy.sampling import GenerationOutput, SamplingConfig, generate
-from aem.policy.scoring import ScoreOutput, score
+from aem.policy.scoring import ScoreOutput, score, score_in_chunks
+from aem.policy.session import DecodingSession
 from aem.policy.tiny import build_tiny_model, tiny_config
 from aem.policy.tokenizer import AgentTokenIds, build_tokenizer, single_token_id
 from aem.policy.value import CriticModel, ValueHead
@@ -20,8 +22,10 @@ __all__ = [
     "PRETRAINED",
     "AgentTokenIds",
     "CriticModel",
+    "DecodingSession",
     "GenerationOutput",
     "LoraSpec",
+    "PackedBatch",
     "SamplingConfig",
     "ScoreOutput",
     "ValueHead",
@@ -36,9 +40,12 @@ __all__ = [
     "load_policy",
     "load_pretrained",
     "merged_copy",
+    "pack_trajectories",
+    "pack_turns",
     "position_ids_from_mask",
     "save_policy",
     "score",
+    "score_in_chunks",
     "single_token_id",
     "tiny_config",
 ]
