@@ -7,6 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from aem.validation import require_int_at_least
+
+__all__ = ["require_int_at_least"]
+
 
 def require_tensor(name: str, value: object) -> Tensor:
     """Return ``value`` if it is a tensor, else raise naming ``name`` and the type."""
@@ -59,10 +63,3 @@ def require_positive(name: str, value: float) -> None:
     """Require a finite scalar > 0."""
     if not (value > 0.0 and value < float("inf")):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def require_int_at_least(name: str, value: object, minimum: int) -> int:
-    """Require a Python int (not a bool) >= ``minimum``; return it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value

@@ -49,6 +49,7 @@ from aem.algorithms._checks import (
     require_shape,
     require_tensor,
 )
+from aem.validation import require_int_at_least
 
 __all__ = [
     "chunked_logprobs_and_entropy",
@@ -456,8 +457,7 @@ def chunked_logprobs_and_entropy(
                 f"lm_head_bias must match lm_head_weight ({weight.dtype}, {weight.device}), "
                 f"got ({bias.dtype}, {bias.device})"
             )
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    require_int_at_least("chunk_size", chunk_size, 1)
     labels_flat = _check_labels(labels, hidden_t.shape[:-1], vocab_size, hidden_t.device)
     logprob, entropy = _ChunkedHeadStats.apply(
         hidden_t.reshape(-1, model_dim),

@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aem.validation import require_finite_number, require_int_at_least
+
 StepResult = tuple[str, float, bool, bool, dict[str, Any]]
 """``(observation, reward, terminated, truncated, info)`` as returned by :meth:`TextEnv.step`."""
 
@@ -42,6 +44,13 @@ class TextEnv(ABC):
 
 TASK_OPTION_KEYS = frozenset({"task_index", "task_type"})
 """The ``reset`` options every task-list environment accepts."""
+
+
+def check_episode_limits(max_steps: object, success_reward: object) -> None:
+    """The constructor arguments every environment shares: ``max_steps`` an int >= 1 and
+    ``success_reward`` a finite number."""
+    require_int_at_least("max_steps", max_steps, 1)
+    require_finite_number("success_reward", success_reward)
 
 
 def check_task_index(index: object, num_tasks: int) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import random
 import re
@@ -26,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
-from aem.envs.base import StepResult, TextEnv
+from aem.envs.base import StepResult, TextEnv, check_episode_limits
 from aem.envs.registry import register
 
 CHALLENGES: tuple[str, ...] = ("tw-simple", "tw-coin_collector", "tw-treasure_hunter", "tw-cooking")
@@ -205,10 +204,7 @@ class TextWorldEnv(TextEnv):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if game_type is not None and game_type not in CHALLENGES:
             raise ValueError(f"game_type must be one of {CHALLENGES}, got {game_type!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
-        if not isinstance(success_reward, (int, float)) or not math.isfinite(success_reward):
-            raise ValueError(f"success_reward must be a finite number, got {success_reward!r}")
+        check_episode_limits(max_steps, success_reward)
         self.split = split
         self.max_steps = max_steps
         self.success_reward = float(success_reward)

@@ -43,6 +43,7 @@ from aem.algorithms._checks import (
     require_tensor,
 )
 from aem.algorithms.modulation import modulate_advantages, response_entropy
+from aem.validation import require_int_at_least
 
 try:
     import trl
@@ -143,10 +144,7 @@ def modulate_completion_advantages(
         )
     require_tensor("loss_mask", loss_mask)
     require_shape("loss_mask", loss_mask, token_entropy.shape)
-    if isinstance(num_generations, bool) or not isinstance(num_generations, int):
-        raise ValueError(f"num_generations must be an int, got {num_generations!r}")
-    if num_generations < 1:
-        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+    require_int_at_least("num_generations", num_generations, 1)
     require_non_negative("temperature", temperature)
     require_non_negative("eps", eps)
     mask = loss_mask.bool()

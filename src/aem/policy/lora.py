@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
-from aem.algorithms._checks import require_positive
+from aem.algorithms._checks import require_int_at_least, require_positive
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,7 @@ class LoraSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"rank must be an int >= 1, got {self.rank!r}")
+        require_int_at_least("rank", self.rank, 1)
         require_positive("alpha", self.alpha)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")

@@ -18,7 +18,7 @@ from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
-from aem.algorithms._checks import require_non_negative
+from aem.algorithms._checks import require_int_at_least, require_non_negative
 from aem.policy.batching import left_pad, position_ids_from_mask
 from aem.policy.precision import autocast_context
 
@@ -44,12 +44,7 @@ class SamplingConfig:
     bf16: bool = False
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.max_new_tokens, bool)
-            or not isinstance(self.max_new_tokens, int)
-            or self.max_new_tokens < 1
-        ):
-            raise ValueError(f"max_new_tokens must be an int >= 1, got {self.max_new_tokens!r}")
+        require_int_at_least("max_new_tokens", self.max_new_tokens, 1)
         require_non_negative("temperature", self.temperature)
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
+from aem.validation import require_int_at_least
+
 
 def tiny_config(
     tokenizer: PreTrainedTokenizerBase,
@@ -27,8 +29,7 @@ def tiny_config(
         "max_positions": max_positions,
     }
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        require_int_at_least(name, value, 1)
     if hidden_size % heads != 0:
         raise ValueError(f"hidden_size must be divisible by heads, got {hidden_size} and {heads}")
     if heads % kv_heads != 0:

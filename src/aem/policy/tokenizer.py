@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast, Qwen2Tokenizer
 
+from aem.validation import require_int_at_least
+
 PAD_TOKEN = "<|pad|>"
 EOS_TOKEN = "<|endoftext|>"
 THINK_OPEN = "<think>"
@@ -37,8 +39,7 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedT
     BPE training is a deterministic function of the corpus, so there is no seed. Prompts are
     plain text: no chat template, no BOS token; padding is on the left (for generation).
     """
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < _MIN_VOCAB:
-        raise ValueError(f"vocab_size must be an int >= {_MIN_VOCAB}, got {vocab_size!r}")
+    require_int_at_least("vocab_size", vocab_size, _MIN_VOCAB)
     if isinstance(texts, str):
         raise ValueError("texts must be an iterable of strings, got a single str")
 

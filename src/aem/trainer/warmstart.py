@@ -114,10 +114,7 @@ class NoisyExpert:
             raise ValueError(f"noise must be in [0, 1], got {noise!r}")
         if not 0.0 <= invalid_noise <= 1.0:
             raise ValueError(f"invalid_noise must be in [0, 1], got {invalid_noise!r}")
-        if isinstance(history_length, bool) or not isinstance(history_length, int):
-            raise ValueError(f"history_length must be an int >= 0, got {history_length!r}")
-        if history_length < 0:
-            raise ValueError(f"history_length must be an int >= 0, got {history_length!r}")
+        require_int_at_least("history_length", history_length, 0)
         self.env_name = env_name
         self.env_kwargs = dict(env_kwargs or {})
         self.noise = noise

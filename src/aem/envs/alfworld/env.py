@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 from pathlib import Path
@@ -13,13 +12,20 @@ from typing import Any
 
 from aem.envs.alfworld.backend import alfworld_modules, logic_texts, start_game
 from aem.envs.alfworld.export import DATA_FOLDER, PAPER_TASK_TYPES, export_task, task_folder
-from aem.envs.base import StepResult, TextEnv, check_task_index, choose_task_index
+from aem.envs.base import (
+    StepResult,
+    TextEnv,
+    check_episode_limits,
+    check_task_index,
+    choose_task_index,
+)
 from aem.envs.household.engine import Engine
 from aem.envs.household.expert import expert_plan
 from aem.envs.household.goals import TASK_TYPES
 from aem.envs.household.scene import SceneConfig
 from aem.envs.household.tasks import SPLIT_SIZES, SPLITS, Task, build_task, task_type_of
 from aem.envs.registry import register
+from aem.validation import require_int_at_least
 
 SOURCES: tuple[str, ...] = ("household", "data")
 NOTHING_HAPPENS = "Nothing happens."
@@ -119,14 +125,9 @@ class AlfWorldEnv(TextEnv):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
-        if not isinstance(success_reward, (int, float)) or not math.isfinite(success_reward):
-            raise ValueError(f"success_reward must be a finite number, got {success_reward!r}")
-        if num_tasks is not None and (
-            isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1
-        ):
-            raise ValueError(f"num_tasks must be an int >= 1, got {num_tasks!r}")
+        check_episode_limits(max_steps, success_reward)
+        if num_tasks is not None:
+            require_int_at_least("num_tasks", num_tasks, 1)
         self.split = split
         self.source = source
         self.max_steps = max_steps

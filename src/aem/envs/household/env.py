@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections import OrderedDict
 from typing import Any
 
-from aem.envs.base import StepResult, TextEnv, check_task_index, choose_task_index
+from aem.envs.base import (
+    StepResult,
+    TextEnv,
+    check_episode_limits,
+    check_task_index,
+    choose_task_index,
+)
 from aem.envs.household.engine import NOTHING_HAPPENS, Engine
 from aem.envs.household.goals import TASK_TYPES
 from aem.envs.household.scene import SceneConfig
 from aem.envs.household.tasks import SPLIT_SIZES, SPLITS, Task, build_task, task_type_of
 from aem.envs.registry import register
+from aem.validation import require_int_at_least
 
 _ENGINE_CACHE_SIZE = 128
 
@@ -40,14 +46,10 @@ class HouseholdEnv(TextEnv):
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
-        if not isinstance(success_reward, (int, float)) or not math.isfinite(success_reward):
-            raise ValueError(f"success_reward must be a finite number, got {success_reward!r}")
+        check_episode_limits(max_steps, success_reward)
         if num_tasks is None:
             num_tasks = SPLIT_SIZES[split]
-        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
-            raise ValueError(f"num_tasks must be an int >= 1, got {num_tasks!r}")
+        require_int_at_least("num_tasks", num_tasks, 1)
         if isinstance(scene_config, dict):  # from a YAML config: lists become tuples
             scene_config = SceneConfig(
                 **{k: tuple(v) if isinstance(v, list) else v for k, v in scene_config.items()}

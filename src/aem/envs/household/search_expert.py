@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from aem.envs.household.catalog import CAN_CONTAIN, LAMP_HOSTS
 from aem.envs.household.goals import TEMPLATES, TREATMENT
+from aem.validation import require_int_at_least
 
 
 @dataclass(frozen=True)
@@ -191,10 +192,7 @@ class SearchExpert:
     admissible, history)`` sees only the last ``history_length`` pairs of ``history``."""
 
     def __init__(self, history_length: int = 2) -> None:
-        if isinstance(history_length, bool) or not isinstance(history_length, int):
-            raise ValueError(f"history_length must be an int >= 0, got {history_length!r}")
-        if history_length < 0:
-            raise ValueError(f"history_length must be an int >= 0, got {history_length!r}")
+        require_int_at_least("history_length", history_length, 0)
         self.history_length = history_length
 
     def act(

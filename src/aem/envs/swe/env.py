@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
-from aem.envs.base import StepResult, TextEnv, check_task_index, choose_task_index
+from aem.envs.base import (
+    StepResult,
+    TextEnv,
+    check_episode_limits,
+    check_task_index,
+    choose_task_index,
+)
 from aem.envs.registry import register
 from aem.envs.swe import tools
 from aem.envs.swe.bugs import BUG_KINDS
 from aem.envs.swe.repos import SPLIT_SIZES, SPLITS, Task, bug_kind_of, build_task
 from aem.envs.swe.sandbox import Limits, Sandbox, TestReport
+from aem.validation import require_int_at_least
 
 
 @register("swe")
@@ -44,12 +50,10 @@ class SweEnv(TextEnv):
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        _check_int("max_steps", max_steps, 1)
-        _check_int("max_observation_chars", max_observation_chars, 200)
-        if not isinstance(success_reward, (int, float)) or not math.isfinite(success_reward):
-            raise ValueError(f"success_reward must be a finite number, got {success_reward!r}")
+        check_episode_limits(max_steps, success_reward)
+        require_int_at_least("max_observation_chars", max_observation_chars, 200)
         num_tasks = SPLIT_SIZES[split] if num_tasks is None else num_tasks
-        _check_int("num_tasks", num_tasks, 1)
+        require_int_at_least("num_tasks", num_tasks, 1)
         if isinstance(limits, dict):  # from a YAML config
             limits = Limits(**limits)
         if limits is not None and not isinstance(limits, Limits):
@@ -194,8 +198,3 @@ class SweEnv(TextEnv):
 
     def _choose_index(self, options: dict[str, Any]) -> int:
         return choose_task_index(options, self.num_tasks, BUG_KINDS, bug_kind_of, self._rng)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")

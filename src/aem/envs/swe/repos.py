@@ -22,6 +22,7 @@ from typing import Any
 
 from aem.envs.swe.bugs import BUG_KINDS
 from aem.envs.swe.catalog import TEMPLATES, TOPIC_MODULES, FunctionTemplate
+from aem.validation import require_int_at_least
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 SPLIT_SIZES: dict[str, int] = {"train": 4000, "valid": 200, "test": 500}
@@ -90,8 +91,7 @@ def build_task(split: str, index: int) -> Task:
     """Task ``index`` of ``split``: deterministic in its arguments."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise ValueError(f"index must be an int >= 0, got {index!r}")
+    require_int_at_least("index", index, 0)
     seed = SPLIT_SEED_OFFSETS[split] + index
     rng = random.Random(seed)
     kind = bug_kind_of(index)

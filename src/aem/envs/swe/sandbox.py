@@ -33,6 +33,7 @@ from functools import partial
 from pathlib import Path
 
 from aem.envs.swe import runner as runner_module
+from aem.validation import require_int_at_least
 
 RUNNER_SOURCE = Path(runner_module.__file__).read_text(encoding="utf-8")
 _LOG_READ_LIMIT = 200_000
@@ -54,9 +55,7 @@ class Limits:
         if self.wall_seconds <= 0:
             raise ValueError(f"wall_seconds must be > 0, got {self.wall_seconds!r}")
         for name in ("cpu_seconds", "memory_bytes", "file_bytes", "open_files"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            require_int_at_least(name, getattr(self, name), 1)
 
 
 @dataclass(frozen=True)
