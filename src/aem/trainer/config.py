@@ -215,7 +215,7 @@ class WarmStartConfig(_Section):
     invalid_noise: float = Field(
         0.15, ge=0.0, le=1.0, description="share of refused actions in play (expert labels only)"
     )
-    steps: int = Field(1500, ge=0)
+    steps: int = Field(1000, ge=0)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(3e-3, gt=0.0)
     cosine: bool = Field(False, description="warm-up then cosine decay of lr (else constant)")
