@@ -2,6 +2,8 @@
 
 Frozen parameters (the base weights under LoRA adapters) are not written: they never change
 during a run and come back from ``RUN_DIR/init``, so a LoRA checkpoint holds only the adapters.
+Optimisers hold only the trainable parameters, by name (``param_names`` in their state dict):
+loading checks the names match, so a state can never be applied to the wrong parameter.
 
 A checkpoint is written into a temporary folder and renamed into place, then ``latest`` is
 replaced atomically, so a crash at any moment leaves the previous checkpoint intact.
@@ -97,7 +99,11 @@ def load_checkpoint(
         module.load_state_dict(state, strict=False)
     state = torch.load(path / "state.pt", weights_only=False)
     for name, opt in optimizers.items():
-        opt.load_state_dict(state["optimizers"][name])
+        saved = state["optimizers"][name]
+        if name in modules:
+            saved = _from_all_parameters(saved, modules[name], opt)
+        _check_parameter_names(name, saved, opt)
+        opt.load_state_dict(saved)
     for name, gen in generators.items():
         gen.set_state(state["generators"][name])
     py_random.setstate(state["py_random"])
@@ -114,3 +120,49 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[key] = value.clone() if pointer in seen else value
         seen.setdefault(pointer, key)
     return out
+
+
+def _check_parameter_names(
+    name: str, saved: dict[str, Any], optimizer: torch.optim.Optimizer
+) -> None:
+    """Refuse an optimiser state saved for other parameters (torch maps states by position)."""
+    for index, (old, new) in enumerate(
+        zip(saved["param_groups"], optimizer.param_groups, strict=False)
+    ):
+        saved_names, names = old.get("param_names"), new.get("param_names")
+        if saved_names is None or names is None or saved_names == names:
+            continue
+        first = next(
+            (i for i, (a, b) in enumerate(zip(saved_names, names, strict=False)) if a != b),
+            min(len(saved_names), len(names)),
+        )
+        raise ValueError(
+            f"checkpoint optimizer {name!r} (group {index}) was saved for {len(saved_names)} "
+            f"parameters but the run trains {len(names)}; first difference at position {first}: "
+            f"saved {saved_names[first : first + 1]}, now {names[first : first + 1]}"
+        )
+
+
+def _from_all_parameters(
+    saved: dict[str, Any], module: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """A checkpoint from before optimisers held only trainable parameters (one unnamed group over
+    ``module.parameters()``, states only for those that had gradients): the same state indexed
+    over the trainable parameters, in module order. Any other state is returned unchanged."""
+    groups = saved["param_groups"]
+    params = list(module.parameters())
+    if (
+        len(groups) != 1
+        or "param_names" in groups[0]
+        or len(groups[0]["params"]) != len(params)
+        or len(optimizer.param_groups) != 1
+        or len(optimizer.param_groups[0]["params"]) == len(params)
+    ):
+        return saved
+    kept = [index for index, p in zip(groups[0]["params"], params, strict=True) if p.requires_grad]
+    return {
+        "state": {
+            new: saved["state"][old] for new, old in enumerate(kept) if old in saved["state"]
+        },
+        "param_groups": [{**groups[0], "params": list(range(len(kept)))}],
+    }

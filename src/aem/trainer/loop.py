@@ -33,7 +33,7 @@ from aem.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_chec
 from aem.trainer.config import ConfigError, TrainConfig
 from aem.trainer.metrics import MetricsWriter, PhaseTimer
 from aem.trainer.models import initial_policy, load_initial_policy
-from aem.trainer.update import UpdateBatch, update_critic, update_policy
+from aem.trainer.update import UpdateBatch, trainable_parameters, update_critic, update_policy
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +87,16 @@ class Trainer:
         if self.algo.kl_coef > 0:
             self.reference = frozen_reference(self.model)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+            trainable_parameters(self.model),
+            lr=cfg.optim.lr,
+            weight_decay=cfg.optim.weight_decay,
         )
         self.critic = None
         self.critic_optimizer = None
         if self.algo.estimator == "gae":
             self.critic = CriticModel.from_causal_lm(self.model, seed=cfg.seed).eval()
             self.critic_optimizer = torch.optim.AdamW(
-                self.critic.parameters(), lr=self.algo.critic_lr
+                trainable_parameters(self.critic), lr=self.algo.critic_lr
             )
         self.tokens = AgentTokenIds.of(self.tokenizer)
         env_kwargs = {

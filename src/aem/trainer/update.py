@@ -85,6 +85,19 @@ def policy_loss_config(algo: AlgorithmConfig) -> PolicyLossConfig:
     )
 
 
+def trainable_parameters(module: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """``(name, parameter)`` of every parameter of ``module`` that requires grad, in module order:
+    what an optimiser should hold (under LoRA only the adapters). Named, so the optimiser's
+    state dict records which parameter each state belongs to (checked on resume)."""
+    return [(name, param) for name, param in module.named_parameters() if param.requires_grad]
+
+
+def optimized_parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    """The parameters ``optimizer`` steps: the gradient norm is clipped and reported over these
+    only, so a stale ``.grad`` on a frozen parameter can never enter it."""
+    return [param for group in optimizer.param_groups for param in group["params"]]
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
@@ -124,7 +137,9 @@ def update_policy(
                 (share * loss).backward()
                 for key, value in metrics.items():
                     step[key] = step.get(key, 0.0) + share * value
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                optimized_parameters(optimizer), optim.grad_clip
+            )
             optimizer.step()
             step["actor/grad_norm"] = float(grad_norm)
             for key, value in step.items():
@@ -207,7 +222,7 @@ def update_critic(
                 loss = 0.5 * aggregate_loss(loss_mat, micro.loss_mask, "token-mean")
                 (share * loss).backward()
                 step_loss += share * float(loss.detach())
-            torch.nn.utils.clip_grad_norm_(critic.parameters(), optim.grad_clip)
+            torch.nn.utils.clip_grad_norm_(optimized_parameters(optimizer), optim.grad_clip)
             optimizer.step()
             losses.append(step_loss)
     critic.eval()

@@ -437,7 +437,9 @@ def finetune_examples(
     model row: one turn (:func:`supervised_finetune`) or a whole trajectory
     (:func:`expert_trajectories`). Batches of ``batch_size`` examples are drawn without
     replacement, reshuffling each epoch, from ``torch.Generator().manual_seed(seed)``. Returns
-    the loss of every step. The model's train/eval mode is restored afterwards.
+    the loss of every step. The model's train/eval mode is restored afterwards and no gradient
+    is left on its parameters (a LoRA run freezes them next: a stale ``.grad`` there would
+    outlive the run's optimiser, which holds only the adapters).
     """
     if len(examples) == 0:
         raise ValueError("examples must not be empty")
@@ -475,6 +477,7 @@ def finetune_examples(
             schedule.step()
             losses.append(float(loss.detach()))
     finally:
+        optimizer.zero_grad(set_to_none=True)
         model.train(was_training)
     return losses
 
