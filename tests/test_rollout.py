@@ -14,8 +14,7 @@ from aem.agent import PromptConfig, parse_response
 from aem.envs import TextEnv
 from aem.envs.pool import EnvPool
 from aem.policy.sampling import SamplingConfig
-from aem.policy.tiny import build_tiny_model
-from aem.policy.tokenizer import AgentTokenIds, build_tokenizer
+from aem.policy.tokenizer import AgentTokenIds
 from aem.rollout import (
     FunctionResponder,
     ModelResponder,
@@ -24,7 +23,8 @@ from aem.rollout import (
     pad_turns,
     rollout,
 )
-from aem.trainer.warmstart import NoisyExpert, corpus_texts, format_response
+from aem.trainer.warmstart import NoisyExpert, format_response
+from tiny_config import household_policy
 
 COMPACT = PromptConfig(style="compact", history_length=2)
 PENALTY = 0.25
@@ -184,11 +184,7 @@ def test_argument_checks() -> None:
 
 @pytest.fixture(scope="module")
 def tiny() -> tuple[Any, Any]:
-    tokenizer = build_tokenizer(corpus_texts("household", 8, seed=0, prompt=COMPACT), 512)
-    model = build_tiny_model(
-        tokenizer, hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate=128, seed=0
-    )
-    return model, tokenizer
+    return household_policy(COMPACT)
 
 
 def model_rollout(tiny: tuple[Any, Any], seed: int, max_prompt_tokens: int = 96) -> TurnBatch:

@@ -16,7 +16,6 @@ from aem.agent import PromptConfig, build_followup
 from aem.envs.pool import EnvPool
 from aem.policy.packing import pack_trajectories, pack_turns
 from aem.policy.sampling import SamplingConfig, generate
-from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import AgentTokenIds, build_tokenizer
 from aem.rollout import (
     FunctionResponder,
@@ -27,6 +26,7 @@ from aem.rollout import (
 )
 from aem.trainer.batches import concat_batches, select_groups
 from aem.trainer.warmstart import NoisyExpert, corpus_texts
+from tiny_config import household_policy
 
 COMPACT = PromptConfig(style="compact", history_length=0)
 
@@ -162,11 +162,7 @@ def test_unknown_layout_is_refused() -> None:
 
 @pytest.fixture(scope="module")
 def tiny() -> tuple[Any, Any]:
-    tokenizer = build_tokenizer(corpus_texts("household", 8, seed=0, prompt=COMPACT), 512)
-    model = build_tiny_model(
-        tokenizer, hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate=128, seed=0
-    )
-    return model, tokenizer
+    return household_policy(COMPACT)
 
 
 def model_rollout(tiny: tuple[Any, Any], layout: str, temperature: float = 1.0, **kw: Any):

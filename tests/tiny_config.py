@@ -1,4 +1,13 @@
-"""The smallest training config the end-to-end tests share (seconds per run on one thread)."""
+"""The smallest training config the end-to-end tests share (seconds per run on one thread), and
+the small household policy the rollout tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aem.agent import PromptConfig
+from aem.policy import build_tiny_model, build_tokenizer
+from aem.trainer.warmstart import corpus_texts
 
 TINY = (
     "model.tiny.vocab_size=320",
@@ -18,3 +27,12 @@ TINY = (
     "warm_start.batch_size=8",
     "trainer.iterations=2",
 )
+
+
+def household_policy(prompt: PromptConfig) -> tuple[Any, Any]:
+    """A 2-layer Qwen2 and a 512-token BPE fitted to 8 household episodes in ``prompt``'s style."""
+    tokenizer = build_tokenizer(corpus_texts("household", 8, seed=0, prompt=prompt), 512)
+    model = build_tiny_model(
+        tokenizer, hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate=128, seed=0
+    )
+    return model, tokenizer

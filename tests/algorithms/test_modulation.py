@@ -249,6 +249,27 @@ def test_empty_span_gets_weight_one_and_stays_out_of_statistics():
     assert float(stats["aem/weight_max"]) == pytest.approx(float(expected.max()))
 
 
+def test_modulate_returns_the_span_entropies_and_weights_it_applied():
+    """``modulate`` == ``modulate_advantages`` plus the per-span h (Eq. 13) and w (Eq. 15)."""
+    from aem.algorithms.modulation import modulate
+
+    g = torch.Generator().manual_seed(3)
+    adv, ent = torch.randn(6, 5, generator=g), torch.rand(6, 5, generator=g)
+    mask = torch.rand(6, 5, generator=g) > 0.3
+    mask[4] = False  # an empty span: weight 1, out of the statistics
+    gid = torch.tensor([0, 0, 0, 1, 1, 1])
+    result = modulate(adv, ent, mask, gid, temperature=2.0)
+    out, stats = aem.modulate_advantages(adv, ent, mask, gid, temperature=2.0)
+    assert torch.equal(result.advantages, out)
+    assert result.stats.keys() == stats.keys()
+    torch.testing.assert_close(result.span_entropy, aem.response_entropy(ent, mask))
+    counted = torch.tensor([True, True, True, True, False, True])
+    expected = aem.aem_coefficients(result.span_entropy[counted], gid[counted], temperature=2.0)
+    torch.testing.assert_close(result.weights[counted], expected)
+    assert float(result.weights[4]) == 1.0
+    torch.testing.assert_close(out[mask], (adv * result.weights[:, None])[mask])
+
+
 def test_dtypes_gradients_and_untouched_positions():
     adv, ent, mask, gid = random_batch(3, 8, 5, 2)
     ent_bf16 = ent.to(torch.bfloat16).requires_grad_()

@@ -19,6 +19,8 @@ groups or spans.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -225,6 +227,16 @@ def _coefficients(
     return weights, degenerate
 
 
+class Modulation(NamedTuple):
+    """What :func:`modulate` computed: the modulated advantages, and per span (``[S]``) the
+    response entropy h (Eq. 13) and the weight w (Eq. 15), plus the logging statistics."""
+
+    advantages: Tensor
+    span_entropy: Tensor
+    weights: Tensor
+    stats: dict[str, Tensor]
+
+
 def modulate_advantages(
     advantages: Tensor,
     token_entropy: Tensor,
@@ -259,6 +271,31 @@ def modulate_advantages(
         ValueError: as :func:`response_entropy` and :func:`aem_coefficients`, plus non-finite
             advantages on response tokens or ``group_index`` of the wrong length.
     """
+    result = modulate(
+        advantages,
+        token_entropy,
+        response_mask,
+        group_index,
+        span_index,
+        temperature,
+        eps,
+        stat_mask,
+    )
+    return result.advantages, result.stats
+
+
+def modulate(
+    advantages: Tensor,
+    token_entropy: Tensor,
+    response_mask: Tensor,
+    group_index: Tensor,
+    span_index: Tensor | None = None,
+    temperature: float = 1.0,
+    eps: float = 1e-6,
+    stat_mask: Tensor | None = None,
+) -> Modulation:
+    """:func:`modulate_advantages` that also returns the span entropies and weights it computed
+    (a trainer that logs them or predicts the entropy drift needs no second pass)."""
     require_tensor("advantages", advantages)
     require_ndim("advantages", advantages, 2)
     require_nonempty("advantages", advantages)
@@ -287,7 +324,7 @@ def modulate_advantages(
         if not bool(torch.isfinite(advantage_sums).all()):
             require_finite("advantages", advantages, where=mask)
         stats = _modulation_stats(weights, entropy, advantage_sums, in_stats, degenerate)
-    return modulated, stats
+    return Modulation(modulated, entropy, weights, stats)
 
 
 def _modulation_stats(

@@ -17,7 +17,7 @@ from torch import Tensor
 from aem.agent import PromptConfig
 from aem.algorithms.advantages import AdvantageConfig, AdvantageInputs, compute_advantages
 from aem.algorithms.analysis import predicted_entropy_drift, quadrant_keep_mask, span_quadrants
-from aem.algorithms.modulation import aem_coefficients, modulate_advantages, response_entropy
+from aem.algorithms.modulation import modulate, response_entropy
 from aem.algorithms.shaping import overlong_penalty
 from aem.envs import names as env_names
 from aem.envs.pool import EnvPool
@@ -317,13 +317,11 @@ class Trainer:
             )
             advantages, returns = compute_advantages(algo.estimator, inputs, advantage_config)
 
-        span_entropy = response_entropy(token_entropy, response_mask)
         counts = response_mask.sum(dim=1).clamp(min=1)
         span_advantage = (advantages * response_mask).sum(dim=1) / counts
-        weights = torch.ones_like(span_entropy)
         with timer.phase("aem"):
             if cfg.aem.enabled:
-                advantages, aem_stats = modulate_advantages(
+                advantages, span_entropy, weights, aem_stats = modulate(
                     advantages,
                     token_entropy,
                     response_mask,
@@ -331,10 +329,10 @@ class Trainer:
                     temperature=cfg.aem.temperature,
                     eps=cfg.aem.eps,
                 )
-                weights = aem_coefficients(
-                    span_entropy, batch.group_id, cfg.aem.temperature, cfg.aem.eps
-                )
                 record.update({key: float(value) for key, value in aem_stats.items()})
+            else:
+                span_entropy = response_entropy(token_entropy, response_mask)
+                weights = torch.ones_like(span_entropy)
 
         drift = predicted_entropy_drift(span_advantage, span_entropy, batch.group_id, weights)
         record.update({key: float(value) for key, value in drift.items()})
