@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
 from aem.policy.batching import left_pad, position_ids_from_mask
-from aem.policy.sampling import SamplingConfig, generate, nucleus_filter
+from aem.policy.sampling import SamplingConfig, cache_keyword, generate, nucleus_filter
 from aem.policy.tokenizer import AgentTokenIds
 
 GREEDY = SamplingConfig(max_new_tokens=10, temperature=0.0)
@@ -255,3 +255,14 @@ def test_bad_prompts_raise(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokeniz
         run(model, tokenizer, [[3] * 2040], SamplingConfig(max_new_tokens=20))
     with pytest.raises(ValueError, match="generator"):
         generate(model, tokenizer, ["a"], GREEDY, generator=0)  # type: ignore[arg-type]
+
+
+def test_cache_keyword_is_an_argument_of_the_installed_forward(model: Qwen2ForCausalLM) -> None:
+    """``cache`` (newer transformers) or ``past_key_values`` (older): whichever the model takes,
+    so sampling never passes a deprecated name."""
+    import inspect
+
+    keyword = cache_keyword(model)
+    names = inspect.signature(type(model).forward).parameters
+    assert keyword in names
+    assert keyword == ("cache" if "cache" in names else "past_key_values")

@@ -10,6 +10,7 @@ then only receive pad ids with response mask 0.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -247,6 +248,14 @@ class GrowingLayer(DynamicLayer):
             self.values = self._value_buffer[..., : self._length, :]
 
 
+def cache_keyword(model: PreTrainedModel) -> str:
+    """The forward's KV-cache argument: ``cache`` in newer transformers, ``past_key_values`` in
+    older ones (passing the old name to a newer model warns, and stops working at 5.40)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+    parameters = inspect.signature(type(inner).forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def growing_cache(model: PreTrainedModel) -> DynamicCache:
     """The model's ``DynamicCache`` with every plain ``DynamicLayer`` (full attention) replaced
     by a :class:`GrowingLayer`; other layer kinds (sliding windows) are kept as they are."""
@@ -314,15 +323,16 @@ def decode(
     alive_per_step: list[Tensor] = []
     log_probs_per_step: list[Tensor] = []
 
+    cache_argument = {cache_keyword(model): cache}
     with _eval_mode(model), autocast_context(device, config.bf16):
         for _ in range(config.max_new_tokens):
             logits = model(
                 input_ids=step_ids,
                 attention_mask=attention_mask,
                 position_ids=step_positions,
-                past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **cache_argument,
             ).logits[:, -1, :]
             tokens, log_probs = sample_next(logits.float(), config, generator)
             alive = ~finished
