@@ -22,6 +22,7 @@ from aem.algorithms._checks import (
 )
 from aem.algorithms.entropy import chunked_logprobs_and_entropy
 from aem.policy.batching import body_inputs, check_token_batch
+from aem.policy.compiled import body_of, fresh
 from aem.policy.precision import autocast_context
 
 # Config fields of models whose logits are not a plain ``hidden @ W.T + b``.
@@ -77,6 +78,7 @@ def score(
     chunk_size: int = 1024,
     compute_entropy: bool = True,
     bf16: bool = False,
+    body: torch.nn.Module | None = None,
 ) -> ScoreOutput:
     """Score the tokens of ``input_ids [B, T]`` marked by ``response_mask`` (see
     :class:`ScoreOutput`), with one forward of the model body.
@@ -85,16 +87,18 @@ def score(
     position ids are derived from it. ``chunk_size`` bounds how many response tokens go through
     the LM head at once. Gradients flow to the model when grad mode is on (the update step);
     ``bf16`` runs the body under bfloat16 autocast and the head in bfloat16, like the sampler
-    (the log-prob/entropy reductions are fp32 either way).
+    (the log-prob/entropy reductions are fp32 either way). ``body`` runs in place of
+    ``model.base_model``: the compiled wrapper of it (:func:`aem.policy.compiled.compile_body`).
     """
     check_token_batch(input_ids, attention_mask)
     require_positive("temperature", temperature)
     selected = _check_response_mask(response_mask, attention_mask)[:, 1:]
     head = _check_plain_head(model)
+    run_body = body_of(model.base_model, body, input_ids.shape[0])
 
     with autocast_context(input_ids.device, bf16):
-        hidden = model.base_model(
-            input_ids=input_ids, **body_inputs(attention_mask)
+        hidden = run_body(
+            input_ids=fresh(input_ids), **body_inputs(attention_mask)
         ).last_hidden_state
     # The head runs in one explicit dtype (bf16 under ``bf16``, like the sampler's autocast
     # head; else the model's), so the chunked backward recomputes exactly the forward logits.
@@ -124,6 +128,7 @@ def score_in_chunks(
     rows_per_chunk: int = 64,
     temperature: float = 1.0,
     bf16: bool = False,
+    body: torch.nn.Module | None = None,
 ) -> ScoreOutput:
     """:func:`score` without gradient over a large batch, ``rows_per_chunk`` rows at a time:
     rows of similar length go together (sorted by attended tokens) and each chunk is cropped to
@@ -147,6 +152,7 @@ def score_in_chunks(
             response_mask[rows, low:high],
             temperature=temperature,
             bf16=bf16,
+            body=body,
         )
         log_probs[rows, low:high] = out.log_probs
         entropy[rows, low:high] = out.entropy

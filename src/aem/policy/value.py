@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
 from aem.policy.batching import body_inputs, check_token_batch
+from aem.policy.compiled import body_of, fresh
 from aem.policy.precision import autocast_context
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -83,11 +84,22 @@ class CriticModel(nn.Module):
         save_file(head_state, directory / VALUE_HEAD_FILE)
         return directory
 
-    def values(self, input_ids: Tensor, attention_mask: Tensor, bf16: bool = False) -> Tensor:
-        """Per-token values ``[B, T]`` (fp32), aligned as described on the class."""
+    def values(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        bf16: bool = False,
+        body: nn.Module | None = None,
+    ) -> Tensor:
+        """Per-token values ``[B, T]`` (fp32), aligned as described on the class. ``body`` runs
+        in place of ``self.body``: its compiled wrapper (:func:`aem.policy.compiled.compile_body`).
+        """
         check_token_batch(input_ids, attention_mask)
+        run_body = body_of(self.body, body, input_ids.shape[0])
         with autocast_context(input_ids.device, bf16):
-            hidden = self.body(input_ids=input_ids, **body_inputs(attention_mask)).last_hidden_state
+            hidden = run_body(
+                input_ids=fresh(input_ids), **body_inputs(attention_mask)
+            ).last_hidden_state
         state_values = self.head(hidden[:, :-1])
         has_state = (attention_mask[:, 1:] * attention_mask[:, :-1]).to(state_values.dtype)
         state_values = state_values * has_state

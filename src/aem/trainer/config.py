@@ -82,6 +82,13 @@ class ModelConfig(_Section):
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
     bf16: bool = Field(False, description="bf16 autocast: faster only on CPUs with AMX / GPUs")
     lora: LoraModelConfig = Field(default_factory=LoraModelConfig)
+    compile: bool = Field(
+        False,
+        description="torch.compile the model bodies that scoring, the reference, the critic and "
+        "the update run (dynamic shapes; sampling and the warm start stay eager). Costs "
+        "compilation up front (about 100 s for the tiny model on CPU) for faster passes (about "
+        "5% per iteration there: repaid only by long runs; docs/benchmarks.md)",
+    )
 
 
 class RolloutConfig(_Section):

@@ -21,6 +21,7 @@ from aem.algorithms.modulation import modulate, response_entropy
 from aem.algorithms.shaping import overlong_penalty
 from aem.envs import names as env_names
 from aem.envs.pool import EnvPool
+from aem.policy.compiled import compile_body
 from aem.policy.model import frozen_reference, save_policy
 from aem.policy.sampling import SamplingConfig
 from aem.policy.scoring import score_in_chunks
@@ -98,6 +99,12 @@ class Trainer:
             self.critic_optimizer = torch.optim.AdamW(
                 trainable_parameters(self.critic), lr=self.algo.critic_lr
             )
+        # model.compile: compiled wrappers of the bodies (None: run the modules eagerly).
+        self.policy_body = self._compiled(self.model.base_model)
+        self.reference_body = (
+            None if self.reference is None else self._compiled(self.reference.base_model)
+        )
+        self.critic_body = None if self.critic is None else self._compiled(self.critic.body)
         self.tokens = AgentTokenIds.of(self.tokenizer)
         env_kwargs = {
             "split": cfg.env.split,
@@ -123,6 +130,9 @@ class Trainer:
             self.previous_drift = meta.get("previous_drift")
             self.metrics.truncate_after(int(meta["iteration"]))
             logger.info("resumed %s at iteration %d", self.run_dir, self.start_iteration)
+
+    def _compiled(self, body: torch.nn.Module) -> torch.nn.Module | None:
+        return compile_body(body) if self.config.model.compile else None
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         modules: dict[str, torch.nn.Module] = {"policy": self.model}
@@ -238,7 +248,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ scoring
 
-    def _score(self, model: Any, ids: Tensor, mask: Tensor, resp: Tensor) -> tuple[Tensor, Tensor]:
+    def _score(
+        self, model: Any, body: torch.nn.Module | None, ids: Tensor, mask: Tensor, resp: Tensor
+    ) -> tuple[Tensor, Tensor]:
         out = score_in_chunks(
             model,
             ids,
@@ -247,6 +259,7 @@ class Trainer:
             rows_per_chunk=SCORE_ROWS,
             temperature=max(self.config.rollout.temperature, 1e-6),
             bf16=self.config.model.bf16,
+            body=body,
         )
         return out.log_probs, out.entropy
 
@@ -288,15 +301,21 @@ class Trainer:
         response_mask = packed.span_mask()  # [S, R]: one span per turn, whatever the layout
 
         with timer.phase("scoring"):
-            old_log_probs, token_entropy = map(packed.to_spans, self._score(self.model, *rows))
+            old_log_probs, token_entropy = map(
+                packed.to_spans, self._score(self.model, self.policy_body, *rows)
+            )
         ref_log_probs = None
         if self.reference is not None:
             with timer.phase("reference"):
-                ref_log_probs = packed.to_spans(self._score(self.reference, *rows)[0])
+                ref_log_probs = packed.to_spans(
+                    self._score(self.reference, self.reference_body, *rows)[0]
+                )
         values = None
         if self.critic is not None:
             with timer.phase("critic"), torch.no_grad():
-                values = packed.to_spans(self.critic.values(rows[0], rows[1], bf16=cfg.model.bf16))
+                values = packed.to_spans(
+                    self.critic.values(rows[0], rows[1], bf16=cfg.model.bf16, body=self.critic_body)
+                )
 
         with timer.phase("advantage"):
             inputs = AdvantageInputs(
@@ -363,6 +382,7 @@ class Trainer:
                     self.shuffle_generator,
                     max(cfg.rollout.temperature, 1e-6),
                     cfg.model.bf16,
+                    body=self.policy_body,
                 )
             )
             if self.critic is not None:
@@ -374,6 +394,7 @@ class Trainer:
                         cfg.optim,
                         self.shuffle_generator,
                         cfg.model.bf16,
+                        body=self.critic_body,
                     )
                 )
 

@@ -111,11 +111,13 @@ def update_policy(
     generator: torch.Generator,
     temperature: float,
     bf16: bool,
+    body: torch.nn.Module | None = None,
 ) -> dict[str, float]:
     """``optim.epochs`` passes over shuffled mini-batches of ``optim.mini_batch_rows`` rows, one
     optimiser step each; a mini-batch runs as length-sorted micro-batches of at most
     ``optim.micro_batch_tokens`` padded tokens with accumulated gradients (:func:`loss_units`).
-    Returns the mean of each metric over the steps (micro-batches weighted by their units)."""
+    Returns the mean of each metric over the steps (micro-batches weighted by their units).
+    ``body``: the compiled body to score with (:func:`aem.policy.scoring.score`)."""
     loss_fn = get_policy_loss(algo.loss)
     loss_config = policy_loss_config(algo)
     log: dict[str, list[float]] = {}
@@ -132,7 +134,7 @@ def update_policy(
                 if share == 0.0:
                     continue
                 loss, metrics = _policy_loss(
-                    model, micro, algo, loss_fn, loss_config, temperature, bf16
+                    model, micro, algo, loss_fn, loss_config, temperature, bf16, body
                 )
                 (share * loss).backward()
                 for key, value in metrics.items():
@@ -156,6 +158,7 @@ def _policy_loss(
     loss_config: PolicyLossConfig,
     temperature: float,
     bf16: bool,
+    body: torch.nn.Module | None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Policy loss (+ KL, - entropy bonus) of one micro-batch and its metrics."""
     mask, rows = part.loss_mask, part.packed
@@ -167,6 +170,7 @@ def _policy_loss(
         temperature=temperature,
         compute_entropy=algo.entropy_coef > 0,
         bf16=bf16,
+        body=body,
     )
     log_probs = rows.to_spans(scored.log_probs)
     pg_loss, pg_metrics = loss_fn(part.old_log_probs, log_probs, part.advantages, mask, loss_config)
@@ -193,8 +197,10 @@ def update_critic(
     generator: torch.Generator,
     bf16: bool,
     value_clip: float = 0.5,
+    body: torch.nn.Module | None = None,
 ) -> dict[str, float]:
-    """Clipped value regression to the GAE returns (PPO's critic loss), token-mean."""
+    """Clipped value regression to the GAE returns (PPO's critic loss), token-mean; ``body``:
+    the critic's compiled body (:meth:`CriticModel.values`)."""
     if batch.returns is None or batch.old_values is None:
         raise ValueError("update_critic needs batch.returns and batch.old_values")
     losses: list[float] = []
@@ -212,7 +218,7 @@ def update_critic(
                     continue
                 rows = micro.packed
                 values = rows.to_spans(
-                    critic.values(rows.input_ids, rows.attention_mask, bf16=bf16)
+                    critic.values(rows.input_ids, rows.attention_mask, bf16=bf16, body=body)
                 )
                 old = micro.old_values
                 clipped = old + (values - old).clamp(-value_clip, value_clip)

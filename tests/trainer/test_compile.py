@@ -1,0 +1,98 @@
+"""model.compile: compiled bodies score and train like the eager ones (PPO: policy, reference and
+critic all compiled), and checkpoints, the final model and resume keep plain parameter names.
+
+One eager and one compiled tiny run are shared by the tests (compiling takes most of the time;
+later calls of the same shapes of model reuse the graphs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from aem.policy.compiled import body_of
+from aem.policy.scoring import score, score_in_chunks
+from aem.trainer.checkpoint import latest_checkpoint
+from aem.trainer.config import load_config
+from aem.trainer.loop import Trainer
+from tiny_config import TINY
+
+# PPO: a non-zero policy loss from the first iteration (GAE), and a critic and a reference too.
+OVERRIDES = [*TINY, "eval.tasks=2", "algorithm=ppo", "optim.mini_batch_rows=4"]
+COMPARED = ("actor/pg_loss", "actor/kl", "actor/approx_kl", "actor/grad_norm", "critic/value_loss")
+
+
+def _run(path, compiled: bool, *extra: str, resume: bool = False):
+    flag = f"model.compile={str(compiled).lower()}"
+    config = load_config(overrides=[*OVERRIDES, f"output_dir={path}", flag, *extra])
+    trainer = Trainer(config, path, resume=resume)
+    return trainer, trainer.train()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compile")
+    return {compiled: _run(root / str(compiled), compiled) for compiled in (False, True)}
+
+
+def _first_iteration(records):
+    return next(r for r in records if r["iteration"] == 0)
+
+
+def test_compiled_run_matches_the_eager_run(runs):
+    eager, compiled = (_first_iteration(runs[flag][1]) for flag in (False, True))
+    assert eager["actor/pg_loss"] != 0.0
+    for key in COMPARED:
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-3, abs=1e-7), key
+    trainer = runs[True][0]
+    assert trainer.policy_body._orig_mod is trainer.model.base_model
+    assert runs[False][0].policy_body is None
+
+
+def test_compiled_scoring_and_values_match_eager(runs):
+    trainer = runs[True][0]
+    model, critic = trainer.model, trainer.critic
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([37, 12, 25, 37, 30, 18])  # right-padded rows, as the trainer's
+    ids = torch.randint(3, len(trainer.tokenizer), (6, 37), generator=generator)
+    mask = (torch.arange(37) < lengths[:, None]).long()
+    response = mask.clone()
+    response[:, :8] = 0
+    eager = score_in_chunks(model, ids, mask, response, rows_per_chunk=4)
+    compiled = score_in_chunks(
+        model, ids, mask, response, rows_per_chunk=4, body=trainer.policy_body
+    )
+    torch.testing.assert_close(compiled.log_probs, eager.log_probs, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(compiled.entropy, eager.entropy, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        values = critic.values(ids, mask, body=trainer.critic_body)
+        torch.testing.assert_close(values, critic.values(ids, mask), atol=1e-4, rtol=1e-4)
+
+
+def test_checkpoints_final_model_and_resume_keep_plain_names(runs):
+    trainer = runs[True][0]
+    run_dir = trainer.run_dir
+    saved = load_file(latest_checkpoint(run_dir) / "policy.safetensors")
+    assert set(saved) == set(trainer.model.state_dict())
+    for key, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(saved[key], value)
+    assert "_orig_mod" not in " ".join(load_file(run_dir / "final" / "model.safetensors"))
+
+    resumed, records = _run(run_dir, True, "trainer.iterations=3", resume=True)
+    assert [r["iteration"] for r in records] == [2]
+    assert resumed.policy_body._orig_mod is resumed.model.base_model
+
+
+def test_a_body_of_another_model_is_refused_and_one_row_runs_eagerly(runs):
+    trainer = runs[False][0]
+    ids = torch.randint(3, 50, (2, 6))
+    mask = torch.ones_like(ids)
+    with pytest.raises(ValueError, match="body must be the model's own body"):
+        score(trainer.model, ids, mask, mask * (torch.arange(6) > 2), body=trainer.critic.body)
+    compiled = runs[True][0]
+    assert body_of(compiled.model.base_model, compiled.policy_body, 2) is compiled.policy_body
+    assert body_of(compiled.model.base_model, compiled.policy_body, 1) is compiled.model.base_model
+
+
+def test_compile_is_off_by_default():
+    assert load_config().model.compile is False
