@@ -31,7 +31,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch._dynamo.utils
@@ -45,6 +44,7 @@ from aem.trainer.loop import SCORE_ROWS, Trainer
 from aem.trainer.metrics import PhaseTimer
 from aem.trainer.models import initial_policy
 from aem.trainer.update import UpdateBatch, trainable_parameters, update_policy
+from bench_train import _restore, _state
 
 WORKLOADS = ((1024, 100, 200), (512, 200, 400))  # rows, shortest and longest row (tokens)
 QUICK = ((128, 100, 200), (64, 200, 400))
@@ -165,22 +165,6 @@ def passes(args: argparse.Namespace, tmp: Path) -> None:
         f"\nan iteration of the first workload's size (scoring + reference + update) saves "
         f"{saved:.2f} s: the compilation is {verdict}"
     )
-
-
-def _state(trainer: Trainer) -> dict[str, Any]:
-    return {
-        "model": copy.deepcopy(trainer.model.state_dict()),
-        "optimizer": copy.deepcopy(trainer.optimizer.state_dict()),
-        "shuffle": trainer.shuffle_generator.get_state(),
-        "previous": (trainer.previous_entropy, trainer.previous_drift),
-    }
-
-
-def _restore(trainer: Trainer, state: dict[str, Any]) -> None:
-    trainer.model.load_state_dict(state["model"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.shuffle_generator.set_state(state["shuffle"])
-    trainer.previous_entropy, trainer.previous_drift = state["previous"]
 
 
 def trainer_iterations(args: argparse.Namespace, tmp: Path) -> None:
