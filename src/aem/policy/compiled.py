@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from aem.policy.batching import body_inputs
+
 # Graphs one body's code may compile before torch runs new cases eagerly: the cases above, with
 # bf16 autocast on or off, make more than the default limit of 8.
 RECOMPILE_LIMIT = 16
@@ -51,3 +53,13 @@ def fresh(tensor: Tensor) -> Tensor:
     """A contiguous copy that is no view: a compiled body guards on an input's strides and on
     whether it is a view (of what size), so crops and selections would each compile a graph."""
     return tensor.clone(memory_format=torch.contiguous_format)
+
+
+def last_hidden_state(
+    module: nn.Module, body: nn.Module | None, input_ids: Tensor, attention_mask: Tensor
+) -> Tensor:
+    """``module``'s last hidden states for a token batch, run by :func:`body_of` (``body`` when it
+    applies, else ``module`` eagerly); only the compiled body gets :func:`fresh` ids."""
+    run = body_of(module, body, input_ids.shape[0])
+    ids = input_ids if run is module else fresh(input_ids)
+    return run(input_ids=ids, **body_inputs(attention_mask)).last_hidden_state

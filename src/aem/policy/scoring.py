@@ -21,8 +21,8 @@ from aem.algorithms._checks import (
     require_tensor,
 )
 from aem.algorithms.entropy import chunked_logprobs_and_entropy
-from aem.policy.batching import body_inputs, check_token_batch
-from aem.policy.compiled import body_of, fresh
+from aem.policy.batching import check_token_batch
+from aem.policy.compiled import last_hidden_state
 from aem.policy.precision import autocast_context
 
 # Config fields of models whose logits are not a plain ``hidden @ W.T + b``.
@@ -94,12 +94,9 @@ def score(
     require_positive("temperature", temperature)
     selected = _check_response_mask(response_mask, attention_mask)[:, 1:]
     head = _check_plain_head(model)
-    run_body = body_of(model.base_model, body, input_ids.shape[0])
 
     with autocast_context(input_ids.device, bf16):
-        hidden = run_body(
-            input_ids=fresh(input_ids), **body_inputs(attention_mask)
-        ).last_hidden_state
+        hidden = last_hidden_state(model.base_model, body, input_ids, attention_mask)
     # The head runs in one explicit dtype (bf16 under ``bf16``, like the sampler's autocast
     # head; else the model's), so the chunked backward recomputes exactly the forward logits.
     head_dtype = torch.bfloat16 if bf16 else head.weight.dtype

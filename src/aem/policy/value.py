@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
-from aem.policy.batching import body_inputs, check_token_batch
-from aem.policy.compiled import body_of, fresh
+from aem.policy.batching import check_token_batch
+from aem.policy.compiled import last_hidden_state
 from aem.policy.precision import autocast_context
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -95,11 +95,8 @@ class CriticModel(nn.Module):
         in place of ``self.body``: its compiled wrapper (:func:`aem.policy.compiled.compile_body`).
         """
         check_token_batch(input_ids, attention_mask)
-        run_body = body_of(self.body, body, input_ids.shape[0])
         with autocast_context(input_ids.device, bf16):
-            hidden = run_body(
-                input_ids=fresh(input_ids), **body_inputs(attention_mask)
-            ).last_hidden_state
+            hidden = last_hidden_state(self.body, body, input_ids, attention_mask)
         state_values = self.head(hidden[:, :-1])
         has_state = (attention_mask[:, 1:] * attention_mask[:, :-1]).to(state_values.dtype)
         state_values = state_values * has_state
