@@ -20,6 +20,14 @@ from tiny_config import TINY
 # PPO: a non-zero policy loss from the first iteration (GAE), and a critic and a reference too.
 OVERRIDES = [*TINY, "eval.tasks=2", "algorithm=ppo", "optim.mini_batch_rows=4"]
 COMPARED = ("actor/pg_loss", "actor/kl", "actor/approx_kl", "actor/grad_norm", "critic/value_loss")
+# Float-order noise of this comparison, measured on one AMD EPYC (2026-12-04) as the relative gap
+# of each key to the eager run: inductor's default CPU code <= 2.3e-5; the eager run with
+# optim.micro_batch_tokens=16 <= 1.8e-6; inductor with its CPU vectorisation off
+# (torch._inductor.config.cpp.simdlen = 1) 2.8e-3 on actor/pg_loss (a mean of near-cancelling
+# terms, after Adam steps that rescale tiny gradient differences) and <= 1.2e-4 on the others.
+# Another instruction set gave 1.4e-3 on actor/pg_loss. 1e-2 leaves 3.5x over the largest
+# measured gap; a compiled body that scored or updated differently moves these keys by far more.
+RELATIVE_TOLERANCE = 1e-2
 
 
 def _run(path, compiled: bool, *extra: str, resume: bool = False):
@@ -43,7 +51,7 @@ def test_compiled_run_matches_the_eager_run(runs):
     eager, compiled = (_first_iteration(runs[flag][1]) for flag in (False, True))
     assert eager["actor/pg_loss"] != 0.0
     for key in COMPARED:
-        assert compiled[key] == pytest.approx(eager[key], rel=1e-3, abs=1e-7), key
+        assert compiled[key] == pytest.approx(eager[key], rel=RELATIVE_TOLERANCE, abs=1e-7), key
     trainer = runs[True][0]
     assert trainer.policy_body._orig_mod is trainer.model.base_model
     assert runs[False][0].policy_body is None
