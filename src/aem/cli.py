@@ -47,6 +47,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, args.overrides)
         run_dir = Path(config.output_dir)
+        _check_output_dir(run_dir)
     algo = config.algorithm.resolved()
     label = f"{algo.name}{'+AEM' if config.aem.enabled else ''}"
     console.print(f"[bold]aem train[/bold] {label} on {config.env.name} -> {run_dir}")
@@ -64,6 +65,14 @@ def _train(args: argparse.Namespace) -> int:
         records = trainer.train(progress=report)
     _summarise(console, records)
     return 0
+
+
+def _check_output_dir(run_dir: Path) -> None:
+    """``ConfigError`` if ``run_dir`` cannot be a run folder (a file, unwritable, ...)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"output_dir {run_dir}: {error.strerror or error}") from None
 
 
 def _summarise(console, records: list[dict]) -> None:
@@ -221,12 +230,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser``'s arguments, with ``key=value`` overrides allowed anywhere among the options
+    (``aem compare x=1 --out D y=2``), in the order given."""
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
+    from aem.envs.swe.bwrap import SandboxUnavailableError
+    from aem.trainer.checkpoint import CheckpointError
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return args.run(args)
-    except ConfigError as error:
+    except (ConfigError, CheckpointError, SandboxUnavailableError, FileExistsError) as error:
         print(f"aem: {error}", file=sys.stderr)
         return 2
 

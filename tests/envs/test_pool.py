@@ -97,3 +97,72 @@ def test_bad_arguments():
         pool.reset([1])
     with pytest.raises(ValueError, match="actions"):
         pool.step(["tick"])
+
+
+class UndecodableEnv(CounterEnv):
+    """Observations, task and commands with lone surrogates (file names read with
+    ``surrogateescape``); on ``action == "bad"`` a malformed result of kind ``self.bad``."""
+
+    bad = "none-observation"
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.count = 0
+        return "files: made_\udcff.py", self._info()
+
+    def step(self, action: str):
+        self.count += 1
+        if action == "bad":
+            return {
+                "none-observation": (None, 0.0, False, False, self._info()),
+                "nan-reward": ("x", float("nan"), False, False, self._info()),
+                "four-items": ("x", 0.0, False, {}),
+            }[self.bad]
+        return f"view made_\udcff.py {self.count}", 0.0, self.count >= 3, False, self._info()
+
+    def _info(self) -> dict[str, Any]:
+        return {"admissible_commands": ["tick \ud800"], "won": False, "task": "fix \udcfe"}
+
+
+def no_surrogates(*texts: str) -> bool:
+    """True, or ``UnicodeEncodeError`` on a lone surrogate in ``texts``."""
+    "".join(texts).encode("utf-8")
+    return True
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_observations_task_and_commands_are_valid_text(workers):
+    with EnvPool(UndecodableEnv, 2, workers=workers) as pool:
+        (obs, info), _ = pool.reset([0, 1])
+        assert obs == "files: made_\ufffd.py" and info["task"] == "fix \ufffd"
+        assert info["admissible_commands"] == ["tick \ufffd"]
+        obs, *_ = pool.step(["tick", "tick"])[0]
+        assert no_surrogates(obs) and "\ufffd" in obs and not pool.errors
+
+
+@pytest.mark.parametrize("kind", ["none-observation", "nan-reward", "four-items"])
+def test_a_malformed_step_result_fails_only_its_episode(kind, monkeypatch):
+    monkeypatch.setattr(UndecodableEnv, "bad", kind)
+    with EnvPool(UndecodableEnv, 2) as pool:
+        pool.reset([0, 1])
+        failed, fine = pool.step(["bad", "tick"])
+        assert failed[3] and failed[4]["error"] and not failed[4]["won"]
+        assert fine[0].startswith("view") and len(pool.errors) == 1
+
+
+def test_a_rollout_with_a_tokenizer_survives_undecodable_observations():
+    from aem.agent import PromptConfig
+    from aem.policy import build_tokenizer
+    from aem.rollout import FunctionResponder, rollout
+    from aem.trainer.warmstart import corpus_texts, format_response
+
+    prompt = PromptConfig(style="compact", history_length=2)
+    tokenizer = build_tokenizer(corpus_texts("household", 4, seed=0, prompt=prompt), 400)
+    with pytest.raises(TypeError):  # what killed a training run before the pool cleaned texts
+        tokenizer("made_\udcff.py")
+    responder = FunctionResponder(
+        lambda prompts, contexts: [format_response("tick")] * len(prompts), tokenizer, 200
+    )
+    with EnvPool(UndecodableEnv, 2) as pool:
+        batch = rollout(responder, pool, "counter", [0], 2, 4, prompt)
+    assert len(batch) == 6 and all(record.error is None for record in batch.trajectories)
+    assert no_surrogates(*batch.prompt_texts) and "\ufffd" in batch.prompt_texts[1]

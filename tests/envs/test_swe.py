@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import os
 import random
@@ -28,8 +27,7 @@ from aem.envs.swe import (
     expert_plan,
     parse_action,
 )
-from aem.envs.swe import env as env_module
-from aem.envs.swe.repos import load_function, outcome
+from aem.envs.swe.repos import load_function, outcome, same_outcome
 from aem.envs.swe.runner import landlock_abi
 
 FAST = Limits(wall_seconds=3.0, cpu_seconds=1, memory_bytes=256 << 20)
@@ -43,12 +41,12 @@ def unittest_source(body: str) -> str:
     return f"import unittest\n\n\nclass T(unittest.TestCase):\n    def test_x(self):\n{indented}\n"
 
 
-def adversarial_task(body: str) -> Task:
-    """Task 0 of train with its hidden suite replaced by one test running ``body``."""
-    base = build_task("train", 0)
-    return dataclasses.replace(
-        base, hidden_tests={"test_evil.py": unittest_source(body)}, hidden_test_count=1
-    )
+def prepend_action(task: Task, code: str) -> str:
+    """The edit putting ``code`` at the top of the package's ``__init__.py`` (it then runs when
+    the hidden verdict imports the package)."""
+    path = f"{task.package}/__init__.py"
+    first = task.files[path].split("\n", 1)[0]
+    return edit_action(path, first, code + "\n" + first)
 
 
 def play(env: SweEnv, actions: list[str]) -> tuple[float, bool, bool, dict]:
@@ -61,28 +59,18 @@ def play(env: SweEnv, actions: list[str]) -> tuple[float, bool, bool, dict]:
 
 
 def reference_hidden_failures(task: Task) -> int:
-    """Hidden assertions the buggy module fails, found by executing each call in-process
-    on the buggy and the fixed module text (independent of the sandbox and of unittest)."""
+    """Hidden cases the buggy module fails, found by calling the buggy and the fixed function
+    in-process (independent of the sandbox and of the verdict code); checks the fixed one passes
+    them all."""
     buggy_source = task.files[task.fix.path]
     fixed_source = buggy_source.replace(task.fix.old, task.fix.new, 1)
     buggy = load_function(buggy_source, task.function)
     fixed = load_function(fixed_source, task.function)
     failures = 0
-    for text in task.hidden_tests.values():
-        for line in text.split("\n"):
-            stripped = line.strip()
-            if f"{task.function}(" not in stripped or stripped.startswith(("from", "def")):
-                continue
-            call = stripped.split(f"{task.function}(", 1)[1]
-            depth, end = 1, 0
-            while depth:  # the call's closing parenthesis
-                depth += {"(": 1, ")": -1}.get(call[end], 0)
-                end += 1
-            args = eval(f"({call[: end - 1]},)")  # test literals written by the generator
-            a, b = outcome(buggy, args), outcome(fixed, args)
-            failures += a != b and not (
-                isinstance(a[1], float) and isinstance(b[1], float) and abs(a[1] - b[1]) < 1e-9
-            )
+    for case in task.hidden_cases:
+        if case.function == task.function:
+            assert same_outcome(outcome(fixed, case.args), case.expected), case
+            failures += not same_outcome(outcome(buggy, case.args), case.expected)
     return failures
 
 
@@ -138,7 +126,7 @@ def test_expert_wins_100_tasks_and_hidden_tests_fail_before_the_fix() -> None:
             env.split = split
             env.reset(options={"task_index": index})
             task = env.task
-            before = env.sandbox.run_hidden(task.hidden_tests)
+            before = env.sandbox.run_hidden(task.hidden_cases)
             assert before.status == "completed" and before.ran == task.hidden_test_count
             assert before.failed == reference_hidden_failures(task) >= 1, (split, index)
             expert = quick
@@ -279,19 +267,23 @@ ESCAPES = {
 }
 
 
-@pytest.mark.parametrize("guard", [True, False])
-def test_test_runs_cannot_write_outside_the_episode(tmp_path: Path, guard: bool) -> None:
-    if not guard and landlock_abi() == 0:
+@pytest.mark.parametrize(
+    ("isolation", "guard"), [("bwrap", True), ("bwrap", False), ("unsafe", True), ("unsafe", False)]
+)
+def test_test_runs_cannot_write_outside_the_episode(
+    tmp_path: Path, isolation: str, guard: bool
+) -> None:
+    if isolation == "unsafe" and not guard and landlock_abi() == 0:
         pytest.skip("kernel without Landlock: the audit-hook guard is the only write barrier")
     for name, template in ESCAPES.items():
         target = tmp_path / f"escaped-{name}"
         body = template.format(target=str(target))
         files = {"tests/__init__.py": "", "tests/test_escape.py": unittest_source(body)}
-        sandbox = Sandbox(files, limits=FAST, guard=guard)
+        sandbox = Sandbox(files, limits=FAST, isolation=isolation, guard=guard)
         report = sandbox.run_tests()
         sandbox.close()
         assert report.status == "completed", (name, report.output[-300:])
-        assert not target.exists(), (name, guard)
+        assert not target.exists(), (name, isolation, guard)
 
 
 @pytest.mark.parametrize(
@@ -303,16 +295,15 @@ def test_test_runs_cannot_write_outside_the_episode(tmp_path: Path, guard: bool)
         ("import os\nos._exit(0)", ("crashed",)),
     ],
 )
-def test_runaway_hidden_tests_fail_without_stalling(
-    monkeypatch: pytest.MonkeyPatch, body: str, statuses: tuple[str, ...]
+def test_runaway_package_code_fails_the_verdict_without_stalling(
+    body: str, statuses: tuple[str, ...]
 ) -> None:
-    task = adversarial_task(body)
-    monkeypatch.setattr(env_module, "build_task", lambda split, index: task)
     env = SweEnv("train", limits=FAST)
     env.reset(options={"task_index": 0})
-    reward, terminated, _, info = play(env, ["submit"])
+    total = env.task.hidden_test_count
+    reward, terminated, _, info = play(env, [prepend_action(env.task, body), "submit"])
     assert (reward, terminated, info["won"]) == (0.0, True, False)
-    assert (info["tests_passed"], info["tests_failed"]) == (0, 1)
+    assert (info["tests_passed"], info["tests_failed"]) == (0, total)
     assert env.last_verdict is not None and env.last_verdict.status in statuses
     env.close()
 
@@ -331,8 +322,9 @@ def test_visible_runaway_run_reports_and_the_episode_continues() -> None:
 def test_child_environment_is_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AEM_FAKE_SECRET_TOKEN", "hunter2")
     allowed = {
-        "PATH", "HOME", "TMPDIR", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED",
-        "PYTHONIOENCODING", "LC_CTYPE",  # LC_CTYPE: set by the interpreter's locale coercion
+        "PATH", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED",
+        "PYTHONIOENCODING", "LC_CTYPE", "PWD",  # LC_CTYPE: the interpreter's locale coercion,
+                                                # PWD: bubblewrap's --chdir
     }  # fmt: skip
     body = f"import os\nself.assertLessEqual(set(os.environ), {allowed!r})"
     files = {"tests/__init__.py": "", "tests/test_env.py": unittest_source(body)}

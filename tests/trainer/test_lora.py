@@ -193,7 +193,7 @@ def test_lora_training_changes_only_adapters_and_keeps_the_reference(tmp_path):
     # Checkpoints hold only the adapters; `final` is the merged plain model.
     stored = load_file(str(latest_checkpoint(run) / "policy.safetensors"))
     assert stored and all("lora_" in key for key in stored)
-    optimizer = torch.load(latest_checkpoint(run) / "state.pt", weights_only=False)["optimizers"]
+    optimizer = torch.load(latest_checkpoint(run) / "state.pt", weights_only=True)["optimizers"]
     (group,) = optimizer["policy"]["param_groups"]
     assert group["param_names"] == sorted(stored, key=list(trainer.model.state_dict()).index)
     final, _ = load_policy(run / "final")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,6 +41,15 @@ class TextEnv(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (processes, temporary folders)."""
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes of file names, ``surrogateescape``)
+    replaced by U+FFFD, so that it encodes as UTF-8 (tokenizers refuse it otherwise)."""
+    return _SURROGATES.sub("\ufffd", text)
 
 
 TASK_OPTION_KEYS = frozenset({"task_index", "task_type"})

@@ -1,14 +1,17 @@
 """Step N text environments as one batch, in this process or in worker processes.
 
-An environment that raises (or a worker process that dies) never stops the run: the error is
-logged, the environment is rebuilt from its registry name, and that episode ends as failed
-(``truncated=True``, ``info["won"] = False``, ``info["error"]`` holds the message).
+An environment that raises or returns a malformed result (or a worker process that dies) never
+stops the run: the error is logged, the environment is rebuilt from its registry name, and that
+episode ends as failed (``truncated=True``, ``info["won"] = False``, ``info["error"]`` holds the
+message). Every observation, task text and admissible command handed on is valid text
+(:func:`aem.envs.base.valid_text`), so no environment's output can break a tokenizer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing as mp
 import traceback
 from collections.abc import Callable, Sequence
@@ -16,7 +19,7 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
-from aem.envs.base import StepResult, TextEnv
+from aem.envs.base import StepResult, TextEnv, valid_text
 from aem.envs.registry import make
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,49 @@ def failed_step(error: str) -> StepResult:
     """The result that ends an episode whose environment raised."""
     info = {"won": False, "valid": False, "admissible_commands": [], "error": error}
     return "", 0.0, False, True, info
+
+
+def checked_step(result: Any) -> StepResult:
+    """``result`` as a well-formed step result with valid text; ``ValueError`` if it is not one
+    (not 5 items, observation not a str, info not a dict, reward not a finite number)."""
+    if not isinstance(result, tuple) or len(result) != 5:
+        raise ValueError(f"step must return 5 items, got {type(result).__name__}")
+    observation, reward, terminated, truncated, info = result
+    _check_text_and_info(observation, info)
+    if (
+        isinstance(reward, bool)
+        or not isinstance(reward, (int, float))
+        or not math.isfinite(reward)
+    ):
+        raise ValueError(f"step reward must be a finite number, got {reward!r}")
+    return valid_text(observation), float(reward), bool(terminated), bool(truncated), _valid(info)
+
+
+def checked_reset(result: Any) -> ResetResult:
+    """``result`` as a well-formed ``(observation, info)`` with valid text; ``ValueError`` else."""
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise ValueError(f"reset must return (observation, info), got {type(result).__name__}")
+    observation, info = result
+    _check_text_and_info(observation, info)
+    return valid_text(observation), _valid(info)
+
+
+def _check_text_and_info(observation: Any, info: Any) -> None:
+    if not isinstance(observation, str):
+        raise ValueError(f"observation must be a str, got {type(observation).__name__}")
+    if not isinstance(info, dict):
+        raise ValueError(f"info must be a dict, got {type(info).__name__}")
+
+
+def _valid(info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` with its prompt texts (task, admissible commands) made valid text."""
+    info = dict(info)
+    if isinstance(info.get("task"), str):
+        info["task"] = valid_text(info["task"])
+    commands = info.get("admissible_commands")
+    if isinstance(commands, (list, tuple)):
+        info["admissible_commands"] = [valid_text(str(command)) for command in commands]
+    return info
 
 
 class _Slot:
@@ -45,7 +91,7 @@ class _Slot:
 
     def reset(self, seed: int | None, options: dict[str, Any] | None) -> ResetResult | str:
         try:
-            return self.env.reset(seed=seed, options=options)
+            return checked_reset(self.env.reset(seed=seed, options=options))
         except Exception:  # any engine error is contained
             error = traceback.format_exc()
             self.rebuild()
@@ -53,7 +99,7 @@ class _Slot:
 
     def step(self, action: str) -> StepResult:
         try:
-            return self.env.step(action)
+            return checked_step(self.env.step(action))
         except Exception:  # any engine error is contained
             error = traceback.format_exc()
             self.rebuild()

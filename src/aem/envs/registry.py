@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aem.envs.base import TextEnv
@@ -36,6 +37,24 @@ def make(name: str, **kwargs: Any) -> TextEnv:
     if name not in _REGISTRY:
         raise ValueError(f"env name must be one of {sorted(_REGISTRY)}, got {name!r}")
     return _REGISTRY[name](**kwargs)
+
+
+def check_arguments(name: str, keywords: Sequence[str], label: str = "kwargs") -> None:
+    """``ValueError`` naming ``label`` if the environment ``name`` takes no argument among
+    ``keywords`` (checked against its signature; unknown names are left to :func:`make`)."""
+    _load_builtins()
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        return
+    parameters = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(keywords) - set(parameters))
+    if unknown:
+        raise ValueError(
+            f"{label}: environment {name!r} takes no argument {', '.join(map(repr, unknown))} "
+            f"(its arguments: {', '.join(parameters)})"
+        )
 
 
 def _load_builtins() -> None:

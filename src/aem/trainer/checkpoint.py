@@ -7,14 +7,24 @@ loading checks the names match, so a state can never be applied to the wrong par
 
 A checkpoint is written into a temporary folder and renamed into place, then ``latest`` is
 replaced atomically, so a crash at any moment leaves the previous checkpoint intact.
+
+Loading never runs code from the run folder: weights are safetensors, the optimiser and RNG
+states are read with ``torch.load(weights_only=True)`` (tensors and plain data only), metadata
+is JSON. Every file of a checkpoint is read before anything is restored; a damaged checkpoint
+(a truncated file, an unsafe ``state.pt``) is set aside as ``damaged_iter_XXXXXX`` with a
+warning and the newest intact one before it is restored instead. ``latest`` naming a missing
+checkpoint is an error (:class:`CheckpointError`), never a silent restart.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +33,13 @@ from safetensors.torch import load_file, save_file
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+DAMAGED_PREFIX = "damaged_"
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A run folder whose checkpoints cannot be restored; the message says which and why."""
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -79,11 +96,88 @@ def save_checkpoint(
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = run_dir / CHECKPOINTS / LATEST
+    """The checkpoint ``latest`` names (None before the first one); :class:`CheckpointError` if
+    it names a folder that does not exist."""
+    pointer = Path(run_dir) / CHECKPOINTS / LATEST
     if not pointer.exists():
         return None
-    path = run_dir / CHECKPOINTS / pointer.read_text().strip()
-    return path if path.exists() else None
+    name = pointer.read_text().strip()
+    path = pointer.parent / name
+    if not name.startswith("iter_") or not path.is_dir():
+        raise CheckpointError(
+            f"{pointer} names {name!r}, which is not a checkpoint folder: the run folder is "
+            f"damaged (restore {name or 'it'}, or write the name of an intact iter_* folder "
+            f"into {LATEST})"
+        )
+    return path
+
+
+@dataclass
+class _Saved:
+    """Everything one checkpoint folder holds, read and checked before anything is restored."""
+
+    path: Path
+    weights: dict[str, dict[str, torch.Tensor]]
+    state: dict[str, Any]
+    meta: dict[str, Any]
+
+
+_STATE_KEYS = ("optimizers", "generators", "py_random", "torch_rng")
+
+
+def _read(path: Path, names: list[str]) -> _Saved:
+    """Read checkpoint ``path`` (the weights of ``names``); :class:`CheckpointError` if any part
+    is missing, truncated or unsafe to load."""
+    part = "meta.json"
+    try:
+        meta = json.loads((path / part).read_text())
+        int(meta["iteration"])
+        weights = {}
+        for name in names:
+            part = f"{name}.safetensors"
+            weights[name] = load_file(str(path / part))
+        part = "state.pt"
+        state = torch.load(path / part, weights_only=True)
+        missing = [key for key in _STATE_KEYS if key not in state]
+        if missing:
+            raise KeyError(f"no {missing}")
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path / part} holds objects other than tensors and plain data, refused by a safe "
+            f"load ({_first_line(error)}): it was not written by aem or was altered"
+        ) from None
+    except Exception as error:  # any failure to read a part: a damaged checkpoint
+        raise CheckpointError(f"{path / part} is damaged ({_first_line(error)})") from None
+    return _Saved(path, weights, state, meta)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _intact(path: Path, names: list[str]) -> _Saved:
+    """Checkpoint ``path`` read, or the newest intact one before it: the damaged ones are then
+    set aside (renamed ``damaged_<name>``) with a warning and ``latest`` names the one read."""
+    root = path.parent
+    older = sorted((p for p in root.glob("iter_*") if p.name < path.name), reverse=True)
+    damaged: list[tuple[Path, str]] = []
+    for candidate in [path, *older]:
+        try:
+            saved = _read(candidate, names)
+        except CheckpointError as error:
+            damaged.append((candidate, str(error)))
+            continue
+        for folder, problem in damaged:
+            aside = root / f"{DAMAGED_PREFIX}{folder.name}"
+            logger.warning("%s; set aside as %s", problem, aside.name)
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(folder, aside)
+        if damaged:
+            logger.warning("resuming from %s, the newest intact checkpoint", candidate.name)
+            _write_atomic(root / LATEST, candidate.name)
+        return saved
+    raise CheckpointError(f"no intact checkpoint in {root}: " + "; ".join(p for _, p in damaged))
 
 
 def load_checkpoint(
@@ -93,11 +187,13 @@ def load_checkpoint(
     generators: dict[str, torch.Generator],
     py_random: random.Random,
 ) -> dict[str, Any]:
-    """Restore everything :func:`save_checkpoint` wrote; returns ``meta.json``."""
+    """Restore everything :func:`save_checkpoint` wrote to ``path``, or to the newest intact
+    checkpoint before it if ``path`` is damaged (see the module docstring); returns the restored
+    checkpoint's ``meta.json``."""
+    checkpoint = _intact(Path(path), list(modules))
     for name, module in modules.items():
-        state = load_file(str(path / f"{name}.safetensors"))
-        module.load_state_dict(state, strict=False)
-    state = torch.load(path / "state.pt", weights_only=False)
+        module.load_state_dict(checkpoint.weights[name], strict=False)
+    state = checkpoint.state
     for name, opt in optimizers.items():
         saved = state["optimizers"][name]
         if name in modules:
@@ -108,7 +204,7 @@ def load_checkpoint(
         gen.set_state(state["generators"][name])
     py_random.setstate(state["py_random"])
     torch.set_rng_state(state["torch_rng"])
-    return json.loads((path / "meta.json").read_text())
+    return checkpoint.meta
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

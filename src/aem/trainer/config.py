@@ -22,7 +22,7 @@ from pydantic import (
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class EnvConfig(_Section):
@@ -42,6 +42,14 @@ class EnvConfig(_Section):
     def env_kwargs(self) -> dict[str, Any]:
         """``kwargs``, or the defaults of this environment when unset."""
         return dict(ENV_DEFAULT_KWARGS.get(self.name, {}) if self.kwargs is None else self.kwargs)
+
+    @model_validator(mode="after")
+    def _kwargs_fit_the_env(self) -> EnvConfig:
+        from aem.envs.registry import check_arguments
+
+        shared = ["split", "max_steps", "success_reward"]  # what the trainer passes
+        check_arguments(self.name, [*shared, *self.env_kwargs()], "env.kwargs")
+        return self
 
 
 ENV_DEFAULT_KWARGS: dict[str, dict[str, Any]] = {
@@ -332,7 +340,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults <- YAML file <- ``key=value`` overrides, validated."""
     tree: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text())
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as error:
+            raise ConfigError(f"config file {path}: {error.strerror or error}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {_one_line(error)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             kind = type(loaded).__name__
             raise ConfigError(f"config file {path} must hold a mapping, got {kind}")
@@ -343,6 +356,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return TrainConfig(**tree)
     except ValidationError as error:
         raise ConfigError(_explain(error)) from None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def _explain(error: ValidationError) -> str:

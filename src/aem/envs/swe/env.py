@@ -11,12 +11,13 @@ from aem.envs.base import (
     check_episode_limits,
     check_task_index,
     choose_task_index,
+    valid_text,
 )
 from aem.envs.registry import register
-from aem.envs.swe import tools
+from aem.envs.swe import bwrap, tools
 from aem.envs.swe.bugs import BUG_KINDS
 from aem.envs.swe.repos import SPLIT_SIZES, SPLITS, Task, bug_kind_of, build_task
-from aem.envs.swe.sandbox import Limits, Sandbox, TestReport
+from aem.envs.swe.sandbox import ISOLATIONS, Limits, Sandbox, TestReport
 from aem.validation import require_int_at_least
 
 
@@ -32,7 +33,11 @@ class SweEnv(TextEnv):
     ``tests_passed`` and ``tests_failed`` (hidden tests that did not pass, including those a
     crashed or timed-out run never finished). ``reset(seed)`` draws a task like
     :class:`~aem.envs.household.env.HouseholdEnv`; ``options`` may hold ``task_index`` or
-    ``task_type`` (a bug kind). Each episode lives in its own :class:`Sandbox`.
+    ``task_type`` (a bug kind). Each episode lives in its own :class:`Sandbox`: test runs are
+    isolated by bubblewrap (``isolation="bwrap"``, the default; construction raises
+    :class:`~aem.envs.swe.bwrap.SandboxUnavailableError` where it cannot work) or, only if
+    asked for, by the weaker ``isolation="unsafe"`` (docs/security.md). Observations are always
+    valid text; a tool that fails answers with an error message (``info["valid"] = False``).
     """
 
     def __init__(
@@ -44,6 +49,7 @@ class SweEnv(TextEnv):
         num_tasks: int | None = None,
         max_observation_chars: int = 4000,
         limits: Limits | dict | None = None,
+        isolation: str = "bwrap",
         landlock: bool = True,
         guard: bool = True,
         seed: int | None = None,
@@ -58,13 +64,17 @@ class SweEnv(TextEnv):
             limits = Limits(**limits)
         if limits is not None and not isinstance(limits, Limits):
             raise ValueError(f"limits must be a Limits or a dict, got {type(limits).__name__}")
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
+        if isolation == "bwrap":
+            bwrap.jail()  # refuse to start where the sandbox cannot work
         self.split = split
         self.max_steps = max_steps
         self.success_reward = float(success_reward)
         self.num_tasks = num_tasks
         self.max_observation_chars = max_observation_chars
         self.limits = limits or Limits()
-        self.landlock, self.guard = landlock, guard
+        self.isolation, self.landlock, self.guard = isolation, landlock, guard
         self._rng = random.Random(seed)
         self._task: Task | None = None
         self._sandbox: Sandbox | None = None
@@ -105,7 +115,11 @@ class SweEnv(TextEnv):
         self.close()
         self._task = build_task(self.split, index)
         self._sandbox = Sandbox(
-            self._task.files, limits=self.limits, landlock=self.landlock, guard=self.guard
+            self._task.files,
+            limits=self.limits,
+            isolation=self.isolation,
+            landlock=self.landlock,
+            guard=self.guard,
         )
         self._steps = 0
         self._done = False
@@ -129,7 +143,7 @@ class SweEnv(TextEnv):
         if not (submitted or truncated):
             return self._cut(observation), 0.0, False, False, self._info(valid=valid, won=False)
         self._done = True
-        verdict = self.sandbox.run_hidden(self.task.hidden_tests)
+        verdict = self.sandbox.run_hidden(self.task.hidden_cases)
         self.last_verdict = verdict
         total = self.task.hidden_test_count
         won = verdict.all_passed and verdict.ran == total and verdict.passed == total
@@ -151,6 +165,12 @@ class SweEnv(TextEnv):
             self._sandbox = None
 
     def _execute(self, call: tools.ToolCall) -> str:
+        try:
+            return self._use_tool(call)
+        except (OSError, RecursionError, UnicodeError) as error:  # never raised out of step
+            raise tools.ToolError(tools.failure_message(call, error)) from None
+
+    def _use_tool(self, call: tools.ToolCall) -> str:
         root = self.sandbox.repo
         if call.name == "view":
             return tools.view(root, call.path, call.start, call.end)
@@ -165,6 +185,8 @@ class SweEnv(TextEnv):
         return report.summary() + "\n" + report.output
 
     def _cut(self, text: str) -> str:
+        """``text`` as valid text (undecodable file names show as U+FFFD), cut to the limit."""
+        text = valid_text(text)
         limit = self.max_observation_chars
         if len(text) <= limit:
             return text

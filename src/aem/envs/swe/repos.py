@@ -3,11 +3,13 @@
 Task ``k`` of a split is a pure function of ``(split, k)``: its random generator is seeded with
 ``SPLIT_SEED_OFFSETS[split] + k`` and its bug kind is ``BUG_KINDS[k % len(BUG_KINDS)]``. A task
 is a small package of 3 to 5 functions (:mod:`aem.envs.swe.catalog`) grouped in modules by topic,
-a visible ``unittest`` suite, a hidden suite and an issue text describing one symptom of the
+a visible ``unittest`` suite, hidden cases and an issue text describing one symptom of the
 injected bug. Expected values come from running the correct code; a test *triggers* when the
 buggy code gives another result (value or exception type). Visible tests use only non-triggering
-cases (they pass before and after the fix, like SWE-bench's PASS_TO_PASS); the hidden suite adds
-triggering ones (FAIL_TO_PASS), so it fails before the fix and passes after it.
+cases (they pass before and after the fix, like SWE-bench's PASS_TO_PASS); the hidden cases add
+triggering ones (FAIL_TO_PASS), so they fail before the fix and pass after it. Hidden cases are data
+(a call and its expected outcome), never code in the agent's reach: the sandbox returns the
+candidate's outcomes and the trusted parent compares them (:mod:`aem.envs.swe.verdict`).
 """
 
 from __future__ import annotations
@@ -54,8 +56,19 @@ class Fix:
 
 
 @dataclass(frozen=True)
+class HiddenCase:
+    """One hidden check: ``module.function(*args)`` must give ``expected``."""
+
+    module: str
+    function: str
+    args: tuple
+    expected: Outcome
+
+
+@dataclass(frozen=True)
 class Task:
-    """One repository-repair task; ``files`` is the visible checkout (path -> text)."""
+    """One repository-repair task; ``files`` is the visible checkout (path -> text),
+    ``hidden_cases`` the checks that decide the reward (kept out of the checkout)."""
 
     split: str
     index: int
@@ -64,19 +77,23 @@ class Task:
     package: str
     function: str
     files: dict[str, str]
-    hidden_tests: dict[str, str]
-    hidden_test_count: int
+    hidden_cases: tuple[HiddenCase, ...]
     issue: str
     fix: Fix
 
     @property
+    def hidden_test_count(self) -> int:
+        """Number of hidden checks."""
+        return len(self.hidden_cases)
+
+    @property
     def fingerprint(self) -> str:
-        """Digest of the checkout, the hidden tests and the fix (equal digests: same task)."""
+        """Digest of the checkout, the hidden cases and the fix (equal digests: same task)."""
         digest = hashlib.sha256()
         for name in sorted(self.files):
             digest.update(f"{name}\0{self.files[name]}\0".encode())
-        for name in sorted(self.hidden_tests):
-            digest.update(f"{name}\0{self.hidden_tests[name]}\0".encode())
+        for case in self.hidden_cases:
+            digest.update(f"{case!r}\0".encode())
         digest.update(f"{self.fix.path}\0{self.fix.old}\0{self.fix.new}".encode())
         return digest.hexdigest()
 
@@ -176,8 +193,7 @@ def _assemble(
     module_of = {topic: rng.choice(TOPIC_MODULES[topic]) for topic in topics}
 
     files: dict[str, str] = {"tests/__init__.py": ""}
-    hidden: dict[str, str] = {}
-    hidden_count = 0
+    hidden: list[HiddenCase] = []
     fix_path, correct_text, buggy_text = "", "", ""
     exports: list[tuple[str, str]] = []
     for topic in topics:
@@ -217,8 +233,7 @@ def _assemble(
             ]
         names = [t.name for t in members]
         files[f"tests/test_{module}.py"] = _test_module(f"{package}.{module}", names, visible_tests)
-        hidden[f"test_{module}.py"] = _test_module(f"{package}.{module}", names, hidden_tests)
-        hidden_count += len(hidden_tests)
+        hidden += [HiddenCase(f"{package}.{module}", *test) for test in hidden_tests]
 
     files[f"{package}/__init__.py"] = _init_module(package, exports)
     files["README.md"] = _readme(package, chosen, module_of)
@@ -233,8 +248,7 @@ def _assemble(
         package=package,
         function=bugged.name,
         files=dict(sorted(files.items())),
-        hidden_tests=hidden,
-        hidden_test_count=hidden_count,
+        hidden_cases=tuple(hidden),
         issue=issue,
         fix=fix,
     )

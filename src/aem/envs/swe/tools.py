@@ -14,7 +14,9 @@ Grammar (one action per step; paths are relative to the repository root)::
     run_tests [path]             the visible tests (folder or file; default tests/)
     submit                       end the episode; the hidden tests decide the reward
 
-Any path that resolves outside the repository (``..``, absolute paths, symlinks) is refused.
+Any path that resolves outside the repository (``..``, absolute paths, symlinks) is refused, and
+so are paths longer than ``MAX_PATH_CHARS`` or deeper than ``MAX_PATH_DEPTH`` folders; listings
+and searches stop after ``MAX_TREE_ENTRIES`` entries.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ TOOL_TEMPLATES: tuple[str, ...] = (
 OLD_MARKER, MIDDLE_MARKER, NEW_MARKER = "<<<<<<< OLD", "=======", ">>>>>>> NEW"
 MAX_FILE_BYTES = 1 << 20
 MAX_SEARCH_MATCHES = 50
+MAX_PATH_CHARS = 512
+MAX_PATH_DEPTH = 16
+MAX_TREE_ENTRIES = 5000
 _SKIPPED_NAMES = ("__pycache__",)
 
 
@@ -126,10 +131,25 @@ def _parse_edit(args: list[str], body: str) -> ToolCall:
     return ToolCall("edit", path=args[0], old=old, new=new)
 
 
+def failure_message(call: ToolCall, error: BaseException) -> str:
+    """The observation for a tool that failed on the file system (no host paths in it)."""
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    else:
+        reason = type(error).__name__
+    target = f" on {call.path}" if call.path else ""
+    return f"Error: {call.name}{target} failed: {reason}."
+
+
 def resolve(root: Path, path: str) -> Path:
-    """``path`` inside ``root`` with symlinks and ``..`` resolved; :class:`ToolError` outside."""
+    """``path`` inside ``root`` with symlinks and ``..`` resolved; :class:`ToolError` outside,
+    or when too long or too deep."""
     if not path or "\0" in path:
         raise ToolError(f"Error: invalid path {path!r}.")
+    if len(path) > MAX_PATH_CHARS or path.count("/") >= MAX_PATH_DEPTH:
+        raise ToolError(
+            f"Error: paths are limited to {MAX_PATH_CHARS} characters and {MAX_PATH_DEPTH} levels."
+        )
     real_root = Path(os.path.realpath(root))
     full = Path(os.path.realpath(real_root / path))
     if full != real_root and real_root not in full.parents:
@@ -196,6 +216,11 @@ def edit(root: Path, path: str, old: str, new: str) -> str:
             raise ToolError(
                 f"Error: OLD is empty but {path} exists; give the exact text to replace."
             )
+        folder = full.parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir():
+            raise ToolError(f"Error: {relative(root, folder)} is a file, not a folder.")
         full.parent.mkdir(parents=True, exist_ok=True)
         _write_text(full, new, create=True)
         return f"Created {relative(root, full)} ({len(new.splitlines())} lines)."
@@ -220,15 +245,26 @@ def edit(root: Path, path: str, old: str, new: str) -> str:
 
 
 def _tree(folder: Path, depth: int | None) -> list[Path]:
-    """Entries under ``folder`` (sorted, hidden names and caches skipped, no link following)."""
-    found = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or entry.name in _SKIPPED_NAMES:
-            continue
+    """Entries under ``folder`` in depth-first sorted order (hidden names and caches skipped, no
+    link following, unreadable folders left out), at most ``depth`` levels (None:
+    ``MAX_PATH_DEPTH``) and ``MAX_TREE_ENTRIES`` entries."""
+    depth = MAX_PATH_DEPTH if depth is None else depth
+    found: list[Path] = []
+    pending = [(entry, 1) for entry in reversed(_children(folder))]  # a stack: last = next
+    while pending and len(found) < MAX_TREE_ENTRIES:
+        entry, level = pending.pop()
         found.append(entry)
-        if entry.is_dir() and not entry.is_symlink() and (depth is None or depth > 1):
-            found += _tree(entry, None if depth is None else depth - 1)
+        if level < depth and entry.is_dir() and not entry.is_symlink():
+            pending += [(child, level + 1) for child in reversed(_children(entry))]
     return found
+
+
+def _children(folder: Path) -> list[Path]:
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    return sorted(e for e in entries if not e.name.startswith(".") and e.name not in _SKIPPED_NAMES)
 
 
 def _read_text(root: Path, full: Path) -> str:
