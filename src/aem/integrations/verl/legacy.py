@@ -31,7 +31,7 @@ __all__ = ["AEMRayPPOTrainer"]
 class AEMRayPPOTrainer(RayPPOTrainer):
     """verl's legacy ``RayPPOTrainer`` with AEM applied after ``compute_advantage``.
 
-    Same constructor as ``RayPPOTrainer``; reads ``algorithm.aem.{enable, temperature, eps}``
+    Same constructor as ``RayPPOTrainer``; reads ``algorithm.aem.{enable, temperature, eps, span}``
     (``ValueError`` on bad values). Use it in place of ``RayPPOTrainer`` in your task runner.
     """
 

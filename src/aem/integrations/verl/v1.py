@@ -86,7 +86,7 @@ class AEMAdvantageMixin:
     """Adds AEM to any V1 ``PPOTrainer`` subclass: list it before the trainer in the bases and
     set ``base_trainer_mode`` to the mode name verl registered that trainer under.
 
-    Reads ``algorithm.aem.{enable, temperature, eps}`` at construction (bad values raise
+    Reads ``algorithm.aem.{enable, temperature, eps, span}`` at construction (bad values raise
     ``ValueError`` before any worker starts). With ``enable=False`` the trainer is exactly its
     base class.
     """
