@@ -21,6 +21,11 @@ Hydra overrides: ``+algorithm.aem.enable=True +algorithm.aem.temperature=1.0`` (
 
 from __future__ import annotations
 
+# verl first: ``import verl`` imports the modules of VERL_USE_EXTERNAL_MODULES, which may be this
+# package's own (aem.integrations.verl.cpu / .v1, importing .core); importing verl before .core
+# lets them load completely instead of meeting a half-imported .core.
+import verl  # noqa: F401  isort: skip
+
 from aem.integrations.verl.core import (
     AEMConfig,
     apply_aem,

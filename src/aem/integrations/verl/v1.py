@@ -34,7 +34,10 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.workers.utils.padding import response_to_nested
 
+from aem.integrations.verl import verl_patches
 from aem.integrations.verl.core import AEMConfig, apply_aem, trainer_aem_config
+
+verl_patches.apply_trl_value_head_check()
 
 __all__ = [
     "AEM_SYNC_MODE",
