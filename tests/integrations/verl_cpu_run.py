@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from aem.integrations.verl.cpu import CPU_ENVIRONMENT, CPU_OVERRIDES
+from aem.integrations.verl.cpu_settings import CPU_ENVIRONMENT, CPU_OVERRIDES
 from aem.policy import build_tiny_model, build_tokenizer
 
 REPOSITORY = Path(__file__).resolve().parents[2]

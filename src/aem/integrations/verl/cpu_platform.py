@@ -34,9 +34,9 @@ from typing import Any
 import torch
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
-__all__ = ["CPU_PLATFORM", "PlatformCPU", "cpu_device", "register_cpu_engines"]
+from aem.integrations.verl.cpu_settings import CPU_PLATFORM
 
-CPU_PLATFORM = "cpu"
+__all__ = ["CPU_PLATFORM", "PlatformCPU", "cpu_device", "register_cpu_engines"]
 
 
 def _no_op(*args: Any, **kwargs: Any) -> None:

@@ -35,11 +35,11 @@ from verl.workers.rollout import base as rollout_base
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry, TokenOutput
 
+from aem.integrations.verl.cpu_settings import ROLLOUT_NAME
+
 __all__ = ["ROLLOUT_NAME", "HFReplica", "HFRolloutServer", "HFServerAdapter", "server_name"]
 
 logger = logging.getLogger(__name__)
-
-ROLLOUT_NAME = "hf"
 
 
 def server_name(replica_rank: int, suffix: str = "") -> str:
@@ -96,6 +96,7 @@ class HFRolloutServer:
         ).eval()
         self.eos_token_ids = _eos_token_ids(self.model_config)
         self.generator = torch.Generator().manual_seed(int(self.config.seed) + replica_rank)
+        self.processed_log_probs = str(self.config.logprobs_mode).startswith("processed")
         self.global_steps: int | None = None
         self._lock = asyncio.Lock()
 
@@ -141,8 +142,9 @@ class HFRolloutServer:
     def _sample(
         self, prompt_ids: list[int], params: dict[str, Any], max_tokens: int
     ) -> tuple[list[int], list[float]]:
-        """Sample up to ``max_tokens`` tokens; also the raw model log-prob of each (vLLM's
-        default ``raw_logprobs``)."""
+        """Sample up to ``max_tokens`` tokens; also the log-prob of each, under the sampling
+        distribution (after temperature, top-k, top-p) for ``rollout.logprobs_mode`` =
+        ``processed_logprobs`` (verl's default), under the model's own otherwise."""
         temperature = float(params.get("temperature", 1.0))
         top_k = int(params.get("top_k", -1) or -1)
         top_p = float(params.get("top_p", 1.0))
@@ -157,13 +159,14 @@ class HFRolloutServer:
             logits = output.logits[0, -1].float()
             if temperature <= 0.0:
                 token = int(torch.argmax(logits))
+                sampled = logits
             else:
-                probabilities = torch.softmax(
-                    _filtered_logits(logits, temperature, top_k, top_p), dim=-1
-                )
+                sampled = _filtered_logits(logits, temperature, top_k, top_p)
+                probabilities = torch.softmax(sampled, dim=-1)
                 token = int(torch.multinomial(probabilities, 1, generator=self.generator))
             token_ids.append(token)
-            log_probs.append(float(torch.log_softmax(logits, dim=-1)[token]))
+            scored = sampled if self.processed_log_probs else logits
+            log_probs.append(float(torch.log_softmax(scored, dim=-1)[token]))
             if token in self.eos_token_ids and not ignore_eos:
                 break
             inputs = torch.tensor([[token]], dtype=torch.long)
