@@ -423,6 +423,16 @@ def test_turns_of_one_completion_get_their_own_weights():
     assert not torch.equal(turn.token_advantages, row.token_advantages)
 
 
+def test_a_batch_without_any_loss_token_keeps_trls_advantages():
+    advantages, entropy, _ = random_completions(seed=6, rows=4, length=3)
+    empty = torch.zeros(4, 3, dtype=torch.bool)
+    result = modulate_completion_advantages(
+        advantages, entropy, empty, 2, stat_mask=torch.zeros(4, dtype=torch.bool)
+    )
+    assert torch.equal(result.token_advantages, advantages[:, None].expand(4, 3))
+    assert torch.equal(result.completion_advantages, advantages)
+
+
 def test_a_completion_without_a_loss_token_must_be_left_out_of_the_statistics():
     advantages, entropy, mask = random_completions(seed=5, rows=4, length=3)
     mask[2] = False

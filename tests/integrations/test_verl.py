@@ -20,14 +20,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip(
-    "verl",
-    reason="verl is an optional extra of aem: pip install 'verl[verl-core]==0.9.1' to run these",
-)
-pytest.importorskip(
-    "transfer_queue",
-    reason="verl's trainers need its verl-core extra: pip install 'verl[verl-core]==0.9.1'",
-)
+import verl_required  # noqa: F401  isort: skip  (skips this module without verl)
 
 import numpy as np
 import torch

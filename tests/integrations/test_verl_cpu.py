@@ -12,14 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip(
-    "verl",
-    reason="verl is an optional extra of aem: pip install 'verl[verl-core]==0.9.1' to run these",
-)
-pytest.importorskip(
-    "transfer_queue",
-    reason="verl's trainers need its verl-core extra: pip install 'verl[verl-core]==0.9.1'",
-)
+import verl_required  # noqa: F401  isort: skip  (skips this module without verl)
 
 import torch
 import verl_cpu_run as cpu_run

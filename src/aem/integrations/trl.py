@@ -189,8 +189,10 @@ def modulate_completion_advantages(
 
     with torch.no_grad():
         local = row_spans(mask, span)
-        local_entropy = response_entropy(
-            token_entropy, mask, local.span_index, num_spans=local.num_spans
+        local_entropy = (
+            response_entropy(token_entropy, mask, local.span_index, num_spans=local.num_spans)
+            if local.num_spans
+            else torch.zeros(0, dtype=torch.promote_types(token_entropy.dtype, torch.float32))
         )
         table = _span_table(local, local_entropy, mask, counted, advantages, process_index)
         gathered = gather(table)
@@ -207,10 +209,16 @@ def modulate_completion_advantages(
                 f"completions and {rows} per process"
             )
         # Every span becomes one "token" carrying its mean entropy: Eq. 13 over that single
-        # token is h_s itself, so this is aem.modulate_advantages on the gathered batch.
+        # token is h_s itself, so this is aem.modulate_advantages on the gathered batch. A table
+        # row of count 0 is a completion without a response: per turn it holds no span, per row
+        # it is an empty span (weight 1, out of the statistics, as in the core). If no completion
+        # has a response (TRL masked them all), every weight is 1.
         row = gathered[:, _ROW].long()
         count = gathered[:, _COUNT]
-        spans = gathered if span == "row" else gathered[count > 0]
+        kept = count > 0
+        if span == "row" or not bool(kept.any()):
+            kept = torch.ones_like(kept)
+        spans = gathered[kept]
         result = modulate_spans(
             spans[:, _ADVANTAGE:].to(advantages.dtype),
             spans[:, _ENTROPY : _ENTROPY + 1].to(local_entropy.dtype),
@@ -221,19 +229,27 @@ def modulate_completion_advantages(
             eps=eps,
             span_stat_mask=spans[:, _COUNTED] > 0,
         )
+        row_weight = torch.ones_like(count, dtype=result.weights.dtype)
+        row_weight[kept] = result.weights
         start = process_index * rows
-        span_row = spans[:, _ROW].long()
-        local_weights = result.weights[(span_row >= start) & (span_row < start + rows)]
-        token_weight = (
-            local_weights[:, None]
-            if local.span_index is None
-            else local_weights[local.span_index.clamp(min=0)]
-        )
+        mine = (row >= start) & (row < start + rows)
+        if local.span_index is None:  # one table row per completion, in order
+            token_weight = row_weight[mine][:, None]
+        else:  # this process's spans in order, then weight 1 for tokens off every span
+            span_weight = row_weight[mine & (count > 0)]
+            padded = torch.cat([span_weight, span_weight.new_ones(1)])
+            token_weight = padded[torch.where(mask, local.span_index, local.num_spans)]
         compute = torch.promote_types(advantages.dtype, torch.float32)  # the core's dtype rule
         base = advantages.detach().to(compute)[:, None]
         token_advantages = torch.where(mask, base * token_weight, base).to(advantages.dtype)
         completion_advantages = _completion_means(
-            row, count, gathered[:, _ADVANTAGE], span_row, spans[:, _COUNT], result, total
+            row,
+            count,
+            gathered[:, _ADVANTAGE],
+            spans[:, _ROW].long(),
+            spans[:, _COUNT],
+            result,
+            total,
         ).to(advantages.dtype)
     return AEMCompletionAdvantages(token_advantages, completion_advantages, result.stats)
 
