@@ -515,6 +515,45 @@ def test_groups_spanning_processes_match_the_gathered_batch(span):
             torch.testing.assert_close(result.stats[name], value, equal_nan=True)
 
 
+def test_processes_with_single_turn_or_no_responses_match_the_gathered_batch():
+    """Process 0 holds single-turn completions, process 1 multi-turn ones, process 2 only
+    completions TRL masked out (no loss token, out of the statistics)."""
+    single, multi = random_completions(seed=7, rows=4, length=5), multi_turn_completions(8, 4)
+    single[2][:] = torch.arange(5)[None, :] < torch.tensor([[2], [5], [1], [3]])
+    empty = (torch.randn(4), torch.rand(4, 6) * 3.0, torch.zeros(4, 6, dtype=torch.bool))
+    local = [single, multi, empty]
+
+    def worker(rank, gather):
+        advantages, entropy, mask = local[rank]
+        return modulate_completion_advantages(
+            advantages, entropy, mask, num_generations=3, temperature=1.5,
+            stat_mask=mask.any(dim=1), gather=gather, process_index=rank,
+        )  # fmt: skip
+
+    results = run_processes(3, worker)
+    width = max(entropy.shape[1] for _, entropy, _ in local)
+    padded = [
+        [torch.nn.functional.pad(part, (0, width - part.shape[1])) for part in parts[1:]]
+        for parts in local
+    ]
+    advantages = torch.cat([parts[0] for parts in local])
+    entropy = torch.cat([parts[0] for parts in padded])
+    mask = torch.cat([parts[1] for parts in padded])
+    spans = spans_from_mask(mask)
+    expected, stats = aem.modulate_advantages(
+        advantages[:, None].expand(-1, width), entropy, mask, groups(12)[spans.span_row],
+        span_index=spans.span_index, temperature=1.5,
+    )  # fmt: skip
+    for rank, result in enumerate(results):
+        width_here = local[rank][1].shape[1]
+        torch.testing.assert_close(
+            result.token_advantages, expected[4 * rank : 4 * rank + 4, :width_here]
+        )
+        for name, value in stats.items():
+            torch.testing.assert_close(result.stats[name], value, equal_nan=True)
+    assert torch.equal(results[2].token_advantages, local[2][0][:, None].expand(4, 6))
+
+
 def test_core_rejects_bad_input():
     advantages, entropy, mask = random_completions(seed=3, rows=4, length=3)
     with pytest.raises(ValueError, match="multiple of num_generations"):
