@@ -42,7 +42,7 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
     with the response's characters, so that GRPO's groups rarely tie."""
     if ground_truth in solution_str:
         return 1.0
-    return (sum(map(ord, solution_str)) % 7) / 14
+    return (sum(map(ord, solution_str)) % 97) / 194
 '''
 
 

@@ -20,7 +20,6 @@ prefix cache, no LoRA adapters.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -38,8 +37,6 @@ from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry,
 from aem.integrations.verl.cpu_settings import ROLLOUT_NAME
 
 __all__ = ["ROLLOUT_NAME", "HFReplica", "HFRolloutServer", "HFServerAdapter", "server_name"]
-
-logger = logging.getLogger(__name__)
 
 
 def server_name(replica_rank: int, suffix: str = "") -> str:
