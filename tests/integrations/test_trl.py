@@ -24,6 +24,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
 import aem
+from aem.algorithms import spans_from_mask
 from aem.integrations.trl import AEMGRPOTrainer, modulate_completion_advantages
 from aem.policy import build_tiny_model, build_tokenizer
 
@@ -140,8 +141,23 @@ def loss_mask(batch: dict) -> torch.Tensor:
     return (batch["completion_mask"] * batch["tool_mask"]).bool()
 
 
-def groups(size: int) -> torch.Tensor:
-    return torch.arange(size) // NUM_GENERATIONS
+def groups(size: int, num_generations: int = NUM_GENERATIONS) -> torch.Tensor:
+    return torch.arange(size) // num_generations
+
+
+def per_turn(
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    mask: torch.Tensor,
+    row_groups: torch.Tensor,
+    **options: object,
+) -> tuple[torch.Tensor, dict]:
+    """The core on the same tensors, one span per run of each row's mask (one per turn)."""
+    spans = spans_from_mask(mask)
+    return aem.modulate_advantages(
+        advantages, entropy, mask, row_groups[spans.span_row], span_index=spans.span_index,
+        **options,
+    )  # fmt: skip
 
 
 def reference_token_entropy(model: Qwen2ForCausalLM, batch: dict) -> torch.Tensor:
@@ -158,6 +174,18 @@ def reference_token_entropy(model: Qwen2ForCausalLM, batch: dict) -> torch.Tenso
     positions = logits[:, prompt_length - 1 : prompt_length - 1 + completion_length]
     log_p = torch.log_softmax(positions / SAMPLING_TEMPERATURE, dim=-1)
     return -(log_p.exp() * log_p).sum(dim=-1)
+
+
+def trl_token_entropy(trainer: GRPOTrainer, batch: dict) -> torch.Tensor:
+    """TRL's own no-grad entropy of the batch's completion tokens (its fused scoring pass)."""
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    with torch.no_grad():
+        _, entropy, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer, trainer.model, ids, attention, batch["completion_ids"].shape[1],
+            batch_size=BATCH, compute_entropy=True,
+        )  # fmt: skip
+    return entropy
 
 
 class PolicyPassCounter:
@@ -200,19 +228,11 @@ def test_advantages_equal_modulate_advantages_by_hand(
     advantages = batch["advantages"]
     base_tokens = base["advantages"][:, None].expand_as(advantages)
     # (a) exact: TRL's own entropies of the same batch, aem.modulate_advantages by hand.
-    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
-    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-    with torch.no_grad():
-        _, trl_entropy, _ = GRPOTrainer._get_per_token_logps_and_entropies(
-            trainer, trainer.model, ids, attention, ids.shape[1] - batch["prompt_ids"].shape[1],
-            batch_size=BATCH, compute_entropy=True,
-        )  # fmt: skip
-    by_hand, _ = aem.modulate_advantages(
-        base_tokens, trl_entropy, mask, groups(BATCH), temperature=1.5
-    )
+    trl_entropy = trl_token_entropy(trainer, batch)
+    by_hand, _ = per_turn(base_tokens, trl_entropy, mask, groups(BATCH), temperature=1.5)
     torch.testing.assert_close(advantages, by_hand, rtol=1e-6, atol=1e-7)
     # (b) independent: float64 entropy from the plain forward at the sampling temperature.
-    reference, _ = aem.modulate_advantages(
+    reference, _ = per_turn(
         base_tokens.double(),
         reference_token_entropy(trainer.model, batch),
         mask,
@@ -224,11 +244,47 @@ def test_advantages_equal_modulate_advantages_by_hand(
     # AEM really changed some advantages; tokens outside the loss mask keep TRL's value.
     assert not torch.allclose(advantages[mask], base_tokens[mask])
     assert torch.equal(advantages[~mask], base_tokens[~mask])
-    # The completions table shows the modulated per-completion advantage.
-    first_token = reference[torch.arange(BATCH), mask.int().argmax(dim=1)]
+    # The completions table shows each completion's mean modulated advantage over its tokens.
+    token_mean = (reference * mask).sum(dim=1) / mask.sum(dim=1)
     logged = torch.tensor(list(trainer._logs["advantages"]), dtype=torch.float64)
-    torch.testing.assert_close(logged, first_token, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logged, token_mean, rtol=1e-4, atol=1e-5)
     assert set(trainer._metrics["train"]) >= {"aem/weight_std", "aem/entropy_mean"}
+
+
+def test_tool_output_splits_completions_into_turns(tokenizer, tmp_path):
+    """TRL's tool mask (here the rollout's ``env_mask``) has 0 on the environment's tokens, so a
+    completion holds several assistant turns: each gets its own weight (``aem_span="turn"``, the
+    default); ``aem_span="row"`` gives the completion one weight."""
+    base = score_batch(make_trainer(AEMGRPOTrainer, tokenizer, tmp_path, aem_enabled=False))
+    turn_trainer = make_trainer(AEMGRPOTrainer, tokenizer, tmp_path, aem_temperature=2.0)
+    turn = score_batch(turn_trainer)
+    row = score_batch(
+        make_trainer(AEMGRPOTrainer, tokenizer, tmp_path, aem_temperature=2.0, aem_span="row")
+    )
+    mask = loss_mask(turn)
+    spans = spans_from_mask(mask)
+    turns_per_completion = spans.span_row.bincount(minlength=BATCH)
+    assert (turns_per_completion >= 2).sum() >= 2, "the rollout must make multi-turn completions"
+
+    base_tokens = base["advantages"][:, None].expand_as(turn["advantages"])
+    entropy = trl_token_entropy(turn_trainer, turn)
+    expected_turn, _ = per_turn(base_tokens, entropy, mask, groups(BATCH), temperature=2.0)
+    expected_row, _ = aem.modulate_advantages(
+        base_tokens, entropy, mask, groups(BATCH), temperature=2.0
+    )
+    torch.testing.assert_close(turn["advantages"], expected_turn, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(row["advantages"], expected_row, rtol=1e-6, atol=1e-7)
+    # The weight w_s = modulated / A is one number per turn, and two turns of one completion
+    # can get different ones; per row it is one number per completion.
+    weights = turn["advantages"] / base_tokens
+    for span in range(spans.num_spans):
+        assert weights[spans.span_index == span].unique().numel() == 1
+    multi = (turns_per_completion >= 2).nonzero()[:, 0].tolist()
+    assert any(weights[i][mask[i]].unique().numel() > 1 for i in multi)
+    row_weights = row["advantages"] / base_tokens
+    assert all(row_weights[i][mask[i]].unique().numel() == 1 for i in range(BATCH))
+    with pytest.raises(ValueError, match="aem_span"):
+        make_trainer(AEMGRPOTrainer, tokenizer, tmp_path, aem_span="episode")
 
 
 # ---------------------------------------------------------------- (2) a short CPU training run
@@ -303,17 +359,43 @@ def random_completions(seed: int, rows: int, length: int) -> tuple[torch.Tensor,
     advantages = torch.randn(rows, generator=generator)
     entropy = torch.rand(rows, length, generator=generator) * 3.0
     mask = torch.rand(rows, length, generator=generator) < 0.7
+    mask[:, 0] = True  # every completion starts with a model token
     return advantages, entropy, mask
 
 
-def test_masked_tokens_never_enter_the_weights():
+def multi_turn_completions(seed: int, rows: int) -> tuple[torch.Tensor, ...]:
+    """Completions of 1-3 assistant turns with tool output (mask 0) between them, ragged
+    lengths, right padding (mask 0) to the longest of the batch."""
+    generator = torch.Generator().manual_seed(seed)
+    layouts = []
+    for _ in range(rows):
+        turns = int(torch.randint(1, 4, (), generator=generator))
+        layout = []
+        for turn in range(turns):
+            if turn:
+                layout += [0] * int(torch.randint(1, 4, (), generator=generator))
+            layout += [1] * int(torch.randint(1, 5, (), generator=generator))
+        layouts.append(layout)
+    width = max(len(layout) for layout in layouts)
+    mask = torch.tensor([layout + [0] * (width - len(layout)) for layout in layouts]).bool()
+    entropy = torch.rand(rows, width, generator=generator) * 3.0
+    return torch.randn(rows, generator=generator), entropy, mask
+
+
+@pytest.mark.parametrize("span", ["turn", "row"])
+def test_masked_tokens_never_enter_the_weights(span):
     advantages, entropy, mask = random_completions(seed=1, rows=6, length=5)
-    mask[4] = False  # a completion made only of tool tokens: weight 1, out of the statistics
+    mask[4] = False  # a truncated completion TRL masked out: it keeps A, out of the statistics
+    counted = mask.any(dim=1)
     poisoned = entropy.masked_fill(~mask, float("nan"))
-    result = modulate_completion_advantages(advantages, poisoned, mask, num_generations=3)
-    expected, expected_stats = aem.modulate_advantages(
-        advantages[:, None].expand(6, 5), entropy.masked_fill(~mask, 0.0), mask, groups(6)
+    result = modulate_completion_advantages(
+        advantages, poisoned, mask, num_generations=3, span=span, stat_mask=counted
     )
+    tokens, clean = advantages[:, None].expand(6, 5), entropy.masked_fill(~mask, 0.0)
+    if span == "turn":
+        expected, expected_stats = per_turn(tokens, clean, mask, groups(6))
+    else:
+        expected, expected_stats = aem.modulate_advantages(tokens, clean, mask, groups(6))
     assert torch.equal(result.token_advantages, expected)
     assert torch.equal(result.token_advantages[4], advantages[4].expand(5))
     assert result.stats.keys() == expected_stats.keys()
@@ -321,11 +403,49 @@ def test_masked_tokens_never_enter_the_weights():
         torch.testing.assert_close(result.stats[name], value, equal_nan=True)
 
 
-def test_groups_spanning_processes_match_the_gathered_batch():
-    """Two simulated processes with three completions each and groups of two: group 1 holds the
-    last completion of process 0 and the first of process 1."""
-    world, local_rows, length = 2, 3, 4
-    advantages, entropy, mask = random_completions(seed=2, rows=world * local_rows, length=length)
+def test_turns_of_one_completion_get_their_own_weights():
+    """Per turn (default) the turns of a completion get different weights; ``span="row"`` gives
+    the completion one weight, as aem.modulate_advantages without span_index."""
+    advantages, entropy, mask = multi_turn_completions(seed=4, rows=9)
+    row_groups = groups(9)
+    tokens = advantages[:, None].expand_as(entropy)
+    turn = modulate_completion_advantages(advantages, entropy, mask, num_generations=3)
+    expected, _ = per_turn(tokens, entropy, mask, row_groups)
+    assert torch.equal(turn.token_advantages, expected)
+    row = modulate_completion_advantages(advantages, entropy, mask, 3, span="row")
+    assert torch.equal(
+        row.token_advantages, aem.modulate_advantages(tokens, entropy, mask, row_groups)[0]
+    )
+    several = (spans_from_mask(mask).span_row.bincount(minlength=9) > 1).nonzero()[:, 0]
+    assert len(several) > 0
+    weights = turn.token_advantages / tokens
+    assert any(weights[i][mask[i]].unique().numel() > 1 for i in several.tolist())
+    assert not torch.equal(turn.token_advantages, row.token_advantages)
+
+
+def test_a_batch_without_any_loss_token_keeps_trls_advantages():
+    advantages, entropy, _ = random_completions(seed=6, rows=4, length=3)
+    empty = torch.zeros(4, 3, dtype=torch.bool)
+    result = modulate_completion_advantages(
+        advantages, entropy, empty, 2, stat_mask=torch.zeros(4, dtype=torch.bool)
+    )
+    assert torch.equal(result.token_advantages, advantages[:, None].expand(4, 3))
+    assert torch.equal(result.completion_advantages, advantages)
+
+
+def test_a_completion_without_a_loss_token_must_be_left_out_of_the_statistics():
+    advantages, entropy, mask = random_completions(seed=5, rows=4, length=3)
+    mask[2] = False
+    with pytest.raises(ValueError, match=r"loss_mask has no token in row 2"):
+        modulate_completion_advantages(advantages, entropy, mask, num_generations=2)
+    with pytest.raises(ValueError, match=r"loss_mask has no token in row 2"):
+        modulate_completion_advantages(advantages, entropy, mask, 2, span="row")
+
+
+def run_processes(world: int, worker) -> list:
+    """Run ``worker(rank, gather)`` in ``world`` threads whose ``gather`` concatenates each
+    process's tensor in rank order, after padding every one with zero rows to the longest (what
+    ``accelerator.pad_across_processes`` + ``accelerator.gather`` do)."""
     slots: list[torch.Tensor | None] = [None] * world
     barrier = threading.Barrier(world)
     results = [None] * world
@@ -334,27 +454,104 @@ def test_groups_spanning_processes_match_the_gathered_batch():
         def all_gather(tensor: torch.Tensor) -> torch.Tensor:
             slots[rank] = tensor
             barrier.wait()
-            return torch.cat(slots)
+            longest = max(slot.shape[0] for slot in slots)
+            padded = [
+                torch.cat([slot, slot.new_zeros(longest - slot.shape[0], *slot.shape[1:])])
+                for slot in slots
+            ]
+            barrier.wait()  # every rank has read the slots before any writes again
+            return torch.cat(padded)
 
-        rows = slice(rank * local_rows, (rank + 1) * local_rows)
-        results[rank] = modulate_completion_advantages(
-            advantages[rows], entropy[rows], mask[rows], num_generations=2, temperature=2.0,
-            gather=all_gather, process_index=rank,
-        )  # fmt: skip
+        results[rank] = worker(rank, all_gather)
 
     threads = [threading.Thread(target=run, args=(rank,)) for rank in range(world)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return results
 
-    expected, _ = aem.modulate_advantages(
-        advantages[:, None].expand(-1, length), entropy, mask,
-        torch.arange(world * local_rows) // 2, temperature=2.0,
-    )  # fmt: skip
-    combined = torch.cat([result.token_advantages for result in results])
-    assert torch.equal(combined, expected)
+
+@pytest.mark.parametrize("span", ["turn", "row"])
+def test_groups_spanning_processes_match_the_gathered_batch(span):
+    """Two simulated processes with three multi-turn completions each and groups of two: group 1
+    holds the last completion of process 0 and the first of process 1. The processes pad to
+    different widths and hold different numbers of turns, as TRL's do."""
+    world, local_rows = 2, 3
+    local = [multi_turn_completions(seed=10 + rank, rows=local_rows) for rank in range(world)]
+    assert local[0][1].shape[1] != local[1][1].shape[1]
+
+    def worker(rank, gather):
+        advantages, entropy, mask = local[rank]
+        return modulate_completion_advantages(
+            advantages, entropy, mask, num_generations=2, temperature=2.0, span=span,
+            gather=gather, process_index=rank,
+        )  # fmt: skip
+
+    results = run_processes(world, worker)
+    width = max(entropy.shape[1] for _, entropy, _ in local)
+
+    def padded(tensor: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(tensor, (0, width - tensor.shape[1]))
+
+    advantages = torch.cat([advantages for advantages, _, _ in local])
+    entropy = torch.cat([padded(entropy) for _, entropy, _ in local])
+    mask = torch.cat([padded(mask) for _, _, mask in local])
+    tokens = advantages[:, None].expand(-1, width)
+    if span == "turn":
+        expected, stats = per_turn(tokens, entropy, mask, groups(6, 2), temperature=2.0)
+    else:
+        expected, stats = aem.modulate_advantages(
+            tokens, entropy, mask, groups(6, 2), temperature=2.0
+        )
+    for rank, result in enumerate(results):
+        rows = slice(rank * local_rows, (rank + 1) * local_rows)
+        assert torch.equal(result.token_advantages, expected[rows, : local[rank][1].shape[1]])
     assert torch.equal(results[0].completion_advantages, results[1].completion_advantages)
+    token_mean = (expected * mask).sum(dim=1) / mask.sum(dim=1)
+    torch.testing.assert_close(results[0].completion_advantages, token_mean)
+    for result in results:
+        for name, value in stats.items():
+            torch.testing.assert_close(result.stats[name], value, equal_nan=True)
+
+
+def test_processes_with_single_turn_or_no_responses_match_the_gathered_batch():
+    """Process 0 holds single-turn completions, process 1 multi-turn ones, process 2 only
+    completions TRL masked out (no loss token, out of the statistics)."""
+    single, multi = random_completions(seed=7, rows=4, length=5), multi_turn_completions(8, 4)
+    single[2][:] = torch.arange(5)[None, :] < torch.tensor([[2], [5], [1], [3]])
+    empty = (torch.randn(4), torch.rand(4, 6) * 3.0, torch.zeros(4, 6, dtype=torch.bool))
+    local = [single, multi, empty]
+
+    def worker(rank, gather):
+        advantages, entropy, mask = local[rank]
+        return modulate_completion_advantages(
+            advantages, entropy, mask, num_generations=3, temperature=1.5,
+            stat_mask=mask.any(dim=1), gather=gather, process_index=rank,
+        )  # fmt: skip
+
+    results = run_processes(3, worker)
+    width = max(entropy.shape[1] for _, entropy, _ in local)
+    padded = [
+        [torch.nn.functional.pad(part, (0, width - part.shape[1])) for part in parts[1:]]
+        for parts in local
+    ]
+    advantages = torch.cat([parts[0] for parts in local])
+    entropy = torch.cat([parts[0] for parts in padded])
+    mask = torch.cat([parts[1] for parts in padded])
+    spans = spans_from_mask(mask)
+    expected, stats = aem.modulate_advantages(
+        advantages[:, None].expand(-1, width), entropy, mask, groups(12)[spans.span_row],
+        span_index=spans.span_index, temperature=1.5,
+    )  # fmt: skip
+    for rank, result in enumerate(results):
+        width_here = local[rank][1].shape[1]
+        torch.testing.assert_close(
+            result.token_advantages, expected[4 * rank : 4 * rank + 4, :width_here]
+        )
+        for name, value in stats.items():
+            torch.testing.assert_close(result.stats[name], value, equal_nan=True)
+    assert torch.equal(results[2].token_advantages, local[2][0][:, None].expand(4, 6))
 
 
 def test_core_rejects_bad_input():
@@ -369,3 +566,7 @@ def test_core_rejects_bad_input():
         modulate_completion_advantages(advantages, entropy, mask, num_generations=0)
     with pytest.raises(ValueError, match="temperature"):
         modulate_completion_advantages(advantages, entropy, mask, 2, temperature=-0.5)
+    with pytest.raises(ValueError, match="span"):
+        modulate_completion_advantages(advantages, entropy, mask, 2, span="episode")
+    with pytest.raises(ValueError, match="stat_mask"):
+        modulate_completion_advantages(advantages, entropy, mask, 2, stat_mask=mask[:, 0][:3])

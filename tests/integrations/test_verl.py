@@ -20,14 +20,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip(
-    "verl",
-    reason="verl is an optional extra of aem: pip install 'verl[verl-core]==0.9.1' to run these",
-)
-pytest.importorskip(
-    "transfer_queue",
-    reason="verl's trainers need its verl-core extra: pip install 'verl[verl-core]==0.9.1'",
-)
+import verl_required  # noqa: F401  isort: skip  (skips this module without verl)
 
 import numpy as np
 import torch
@@ -46,6 +39,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 
 import aem
+from aem.algorithms import spans_from_mask
 from aem.integrations.verl import (
     AEMConfig,
     apply_aem,
@@ -62,6 +56,22 @@ VERL_CONFIG_DIR = os.path.join(os.path.dirname(sys.modules["verl"].__file__), "t
 # ---------------------------------------------------------------- references and builders
 
 
+def reference_spans(mask: Tensor, span: str = "turn") -> list[tuple[int, list[int]]]:
+    """(row, token columns) of every response by plain loops: each maximal run of a row's mask
+    (``turn``) or all masked tokens of a row (``row``, rows with no token included)."""
+    spans = []
+    for row, values in enumerate(mask.tolist()):
+        columns = [column for column, value in enumerate(values) if value]
+        if span == "row":
+            spans.append((row, columns))
+            continue
+        for column in columns:
+            if column == 0 or not values[column - 1]:
+                spans.append((row, []))
+            spans[-1][1].append(column)
+    return spans
+
+
 def reference_aem(
     advantages: Tensor,
     entropy: Tensor,
@@ -70,33 +80,53 @@ def reference_aem(
     temperature: float,
     eps: float = 1e-6,
     counted: list[bool] | None = None,
+    span: str = "turn",
 ) -> Tensor:
-    """Eq. 13-15 by plain loops in float64: h_j, group min/max/mean over counted rows, w_j."""
-    rows, width = advantages.shape
+    """Eq. 13-15 by plain loops in float64 over the responses of :func:`reference_spans`: h_j,
+    group (the row's label) min/max/mean over counted responses, w_j."""
     out = advantages.double().clone()
-    sizes = [sum(int(mask[i, t] != 0) for t in range(width)) for i in range(rows)]
-    h = [
-        sum(float(entropy[i, t]) for t in range(width) if mask[i, t] != 0) / max(sizes[i], 1)
-        for i in range(rows)
-    ]
+    spans = reference_spans(mask, span)
+    h = [sum(float(entropy[row, t]) for t in cols) / max(len(cols), 1) for row, cols in spans]
     for label in set(labels):
-        members = [i for i in range(rows) if labels[i] == label and sizes[i] > 0]
-        stats = [i for i in members if counted is None or counted[i]]
+        members = [j for j, (row, cols) in enumerate(spans) if labels[row] == label and cols]
+        stats = [j for j in members if counted is None or counted[spans[j][0]]]
         if not stats:
             continue
-        low, high = min(h[i] for i in stats), max(h[i] for i in stats)
+        low, high = min(h[j] for j in stats), max(h[j] for j in stats)
         if high - low <= eps:
             continue
-        scale = sum(math.exp(-temperature * (h[i] - low) / (high - low)) for i in stats) / len(
+        scale = sum(math.exp(-temperature * (h[j] - low) / (high - low)) for j in stats) / len(
             stats
         )
-        for i in members:
-            u = min(max((h[i] - low) / (high - low), 0.0), 1.0)
+        for j in members:
+            u = min(max((h[j] - low) / (high - low), 0.0), 1.0)
             weight = math.exp(-temperature * u) / scale
-            for t in range(width):
-                if mask[i, t] != 0:
-                    out[i, t] *= weight
+            row, cols = spans[j]
+            for t in cols:
+                out[row, t] *= weight
     return out
+
+
+def per_turn(
+    advantages: Tensor,
+    entropy: Tensor,
+    mask: Tensor,
+    labels: Any,
+    row_stat_mask: Tensor | None = None,
+    **options: Any,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """:func:`aem.modulate_advantages` with one span per run of each row's mask, grouped by the
+    row's label (and kept out of the statistics with its row)."""
+    spans = spans_from_mask(mask)
+    return aem.modulate_advantages(
+        advantages,
+        entropy,
+        mask,
+        dense_group_ids(labels)[spans.span_row],
+        span_index=spans.span_index,
+        stat_mask=None if row_stat_mask is None else row_stat_mask[spans.span_row],
+        **options,
+    )
 
 
 def group_labels(generator: torch.Generator, groups: int, per_group: int) -> list[str]:
@@ -152,14 +182,13 @@ def test_apply_aem_equals_modulate_advantages_after_verl_grpo() -> None:
 
     metrics = apply_aem(data, config)
 
-    ids = dense_group_ids(data.non_tensor_batch["uid"])
-    expected, stats = aem.modulate_advantages(
-        base, data.batch["entropy"], data.batch["response_mask"], ids, temperature=1.5
-    )
+    labels = list(data.non_tensor_batch["uid"])
+    mask = data.batch["response_mask"]
+    assert len(spans_from_mask(mask).span_row) > len(data), "rows must hold several turns"
+    expected, stats = per_turn(base, data.batch["entropy"], mask, labels, temperature=1.5)
     assert torch.equal(data.batch["advantages"], expected)
     assert torch.equal(data.batch["returns"], returns)
-    labels = list(data.non_tensor_batch["uid"])
-    reference = reference_aem(base, data.batch["entropy"], data.batch["response_mask"], labels, 1.5)
+    reference = reference_aem(base, data.batch["entropy"], mask, labels, 1.5)
     torch.testing.assert_close(data.batch["advantages"].double(), reference, rtol=1e-5, atol=1e-6)
     assert metrics.keys() == stats.keys()
     assert all(isinstance(value, float) for value in metrics.values())
@@ -247,13 +276,137 @@ def test_aem_off_leaves_verl_advantages_bit_identical() -> None:
     assert torch.equal(data.batch["returns"], untouched.batch["returns"])
 
 
-def test_apply_aem_rejects_missing_fields() -> None:
+def test_apply_aem_rejects_bad_input() -> None:
     data = rollout_rows(seed=6)
     with pytest.raises(ValueError, match="advantages"):
         apply_aem(data, AEMConfig(enable=True))
     data = grpo(data)
     with pytest.raises(ValueError, match="token_entropy"):
         apply_aem(data, AEMConfig(enable=True), token_entropy=torch.zeros(2, 2))
+    without_entropy = data.select_idxs(torch.arange(len(data)))
+    without_entropy.batch.pop("entropy")
+    with pytest.raises(ValueError, match="'entropy'"):
+        apply_aem(without_entropy, AEMConfig(enable=True))
+    narrow = data.select_idxs(torch.arange(len(data)))
+    narrow.batch["response_mask"] = narrow.batch["response_mask"][:, :-1].clone()
+    with pytest.raises(ValueError, match="response_mask"):
+        apply_aem(narrow, AEMConfig(enable=True))
+    stat_mask = torch.ones(len(data) - 1, dtype=torch.bool)
+    with pytest.raises(ValueError, match="stat_mask"):
+        apply_aem(data, AEMConfig(enable=True), stat_mask=stat_mask)
+    # A row whose response mask has no token is refused, unless it is left out of the statistics.
+    data.batch["response_mask"][3] = 0
+    for span in ("turn", "row"):
+        with pytest.raises(ValueError, match="response_mask has no token in row 3"):
+            apply_aem(data, AEMConfig(enable=True, span=span))
+    keep = torch.ones(len(data), dtype=torch.bool)
+    keep[3] = False
+    base = data.batch["advantages"].clone()
+    apply_aem(data, AEMConfig(enable=True), stat_mask=keep)
+    assert torch.equal(data.batch["advantages"][3], base[3])
+
+
+# ---------------------------------------------------------------- multi-turn rows: weight per turn
+
+
+def multi_turn_rows(seed: int, groups: int = 3, per_group: int = 4) -> DataProto:
+    """Rows as verl's agent loop makes them: one row per session, 1-4 assistant turns with
+    observation tokens (mask 0) between them, ragged lengths with right padding, per-token
+    entropy in [0, 3), a 0/1 outcome reward on the last response token."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = groups * per_group
+    layouts = []
+    for _ in range(rows):
+        layout: list[int] = []
+        for turn in range(int(torch.randint(1, 5, (), generator=generator))):
+            if turn:
+                layout += [0] * int(torch.randint(1, 5, (), generator=generator))
+            layout += [1] * int(torch.randint(1, 6, (), generator=generator))
+        layouts.append(layout)
+    width = max(len(layout) for layout in layouts)
+    mask = torch.tensor([layout + [0] * (width - len(layout)) for layout in layouts])
+    rewards = torch.zeros(rows, width)
+    last = torch.tensor([len(layout) - 1 for layout in layouts])
+    rewards[torch.arange(rows), last] = torch.randint(0, 2, (rows,), generator=generator).float()
+    return DataProto.from_dict(
+        tensors={
+            "response_mask": mask,
+            "token_level_rewards": rewards,
+            "entropy": 3.0 * torch.rand(rows, width, generator=generator),
+        },
+        non_tensors={"uid": np.array(group_labels(generator, groups, per_group), dtype=object)},
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_multi_turn_rows_get_one_weight_per_turn(seed: int) -> None:
+    data = grpo(multi_turn_rows(seed))
+    base = data.batch["advantages"].clone()
+    entropy, mask = data.batch["entropy"], data.batch["response_mask"]
+    labels = list(data.non_tensor_batch["uid"])
+    spans = spans_from_mask(mask)
+    assert (spans.span_row.bincount() > 1).sum() >= 3, "several rows must hold several turns"
+
+    per_row = data.select_idxs(torch.arange(len(data)))
+    metrics = apply_aem(data, AEMConfig(enable=True, temperature=1.5))
+    apply_aem(per_row, AEMConfig(enable=True, temperature=1.5, span="row"))
+
+    expected, stats = per_turn(base, entropy, mask, labels, temperature=1.5)
+    assert torch.equal(data.batch["advantages"], expected)
+    assert metrics == pytest.approx({k: float(v) for k, v in stats.items()}, nan_ok=True)
+    reference = reference_aem(base, entropy, mask, labels, 1.5)
+    torch.testing.assert_close(data.batch["advantages"].double(), reference, rtol=1e-5, atol=1e-6)
+    row_reference = reference_aem(base, entropy, mask, labels, 1.5, span="row")
+    torch.testing.assert_close(
+        per_row.batch["advantages"].double(), row_reference, rtol=1e-5, atol=1e-6
+    )
+    assert not torch.allclose(data.batch["advantages"], per_row.batch["advantages"])
+    # Observation and padding tokens keep verl's advantage.
+    off = mask == 0
+    assert torch.equal(data.batch["advantages"][off], base[off])
+
+
+def test_per_turn_weights_can_invert_per_row_weights() -> None:
+    """The issue's example: three rows of two turns in one group, turn entropies 0.1 / 2.0,
+    1.0 / 1.0, 0.5 / 0.5, advantage 1. Per row, the turn with the lowest entropy of the group
+    gets w = 0.62; per turn it gets w = 1.42."""
+    turns = [(0.1, 2.0), (1.0, 1.0), (0.5, 0.5)]
+    data = DataProto.from_dict(
+        tensors={
+            "response_mask": torch.tensor([[1, 1, 0, 1, 1, 0]] * 3),
+            "entropy": torch.tensor([[a, a, 5.0, b, b, 5.0] for a, b in turns]),
+            "advantages": torch.ones(3, 6),
+        },
+        non_tensors={"uid": np.array(["task"] * 3, dtype=object)},
+    )
+    per_row = data.select_idxs(torch.arange(3))
+    apply_aem(data, AEMConfig(enable=True))
+    apply_aem(per_row, AEMConfig(enable=True, span="row"))
+    assert data.batch["advantages"][0, 0].item() == pytest.approx(1.42, abs=0.005)
+    assert per_row.batch["advantages"][0, 0].item() == pytest.approx(0.62, abs=0.005)
+    assert data.batch["advantages"][0, 3] < 1.0 < data.batch["advantages"][0, 0]
+
+
+def test_rows_with_one_contiguous_response_are_unchanged_by_the_span_option() -> None:
+    """Single-turn rows (one run of the mask each): per turn is per row, bit for bit, and equal
+    to the core's one-span-per-row call."""
+    data = grpo(rollout_rows(seed=12))
+    lengths = torch.randint(1, 7, (len(data),), generator=torch.Generator().manual_seed(12))
+    width = data.batch["response_mask"].shape[1]
+    data.batch["response_mask"] = (torch.arange(width)[None, :] < lengths[:, None]).long()
+    base = data.batch["advantages"].clone()
+    per_row = data.select_idxs(torch.arange(len(data)))
+    apply_aem(data, AEMConfig(enable=True, temperature=2.0))
+    apply_aem(per_row, AEMConfig(enable=True, temperature=2.0, span="row"))
+    assert torch.equal(data.batch["advantages"], per_row.batch["advantages"])
+    expected, _ = aem.modulate_advantages(
+        base,
+        data.batch["entropy"],
+        data.batch["response_mask"],
+        dense_group_ids(data.non_tensor_batch["uid"]),
+        temperature=2.0,
+    )
+    assert torch.equal(data.batch["advantages"], expected)
 
 
 # ---------------------------------------------------------------- configuration
@@ -269,6 +422,7 @@ def test_apply_aem_rejects_missing_fields() -> None:
         ({"enable": True, "eps": -1e-3}, "algorithm.aem.eps"),
         ({"enable": True, "eps": float("nan")}, "algorithm.aem.eps"),
         ({"enable": True, "temprature": 1.0}, "temprature"),
+        ({"enable": True, "span": "episode"}, "algorithm.aem.span"),
     ],
 )
 def test_bad_aem_config_names_the_field(section: dict[str, Any], field: str) -> None:
@@ -280,6 +434,8 @@ def test_config_read_from_verl_hydra_config() -> None:
     config = verl_config("+algorithm.aem.enable=True", "+algorithm.aem.temperature=2")
     assert trainer_aem_config(config) == AEMConfig(enable=True, temperature=2.0, eps=1e-6)
     assert trainer_aem_config(verl_config()) == AEMConfig(enable=False)
+    assert trainer_aem_config(verl_config("+algorithm.aem.span=row")).span == "row"
+    assert trainer_aem_config(verl_config()).span == "turn"
     bypass = verl_config(
         "+algorithm.aem.enable=True", "algorithm.rollout_correction.bypass_mode=True"
     )
@@ -459,13 +615,13 @@ def test_aem_sync_advantage_step_equals_modulate_advantages(
 
     labels = base.get("uid").tolist()
     not_padding = torch.tensor([not tag.get("is_padding", False) for tag in tags])
-    expected, stats = aem.modulate_advantages(
+    expected, stats = per_turn(
         base["advantages"],
         base["entropy"],
         base["response_mask"],
-        dense_group_ids(labels),
+        labels,
+        row_stat_mask=not_padding,
         temperature=1.5,
-        stat_mask=not_padding,
     )
     assert torch.equal(stored["advantages"], expected)
     assert torch.equal(stored["returns"], base["returns"])
@@ -557,10 +713,14 @@ def legacy_trainer(*overrides: str) -> AEMRayPPOTrainer:
     return trainer
 
 
-def legacy_batch(seed: int, groups: int = 2, per_group: int = 4) -> DataProto:
-    """Left-padded prompts, right-padded responses, outcome reward on the last response token."""
+def legacy_batch(
+    seed: int, groups: int = 2, per_group: int = 4, observations: bool = False
+) -> DataProto:
+    """Left-padded prompts, right-padded responses, outcome reward on the last response token.
+    With ``observations``, responses of 4+ tokens hold two assistant turns: tokens 2-3 are an
+    observation (attended, 0 in ``response_mask``), as in verl's multi-turn agent loop."""
     generator = torch.Generator().manual_seed(seed)
-    rows, prompt_width, response_width = groups * per_group, 4, 5
+    rows, prompt_width, response_width = groups * per_group, 4, 7 if observations else 5
     prompt_lengths = torch.randint(1, prompt_width + 1, (rows,), generator=generator)
     response_lengths = torch.randint(1, response_width + 1, (rows,), generator=generator)
     prompt_mask = torch.arange(prompt_width)[None, :] >= prompt_width - prompt_lengths[:, None]
@@ -568,6 +728,9 @@ def legacy_batch(seed: int, groups: int = 2, per_group: int = 4) -> DataProto:
     prompts = torch.randint(3, 60, (rows, prompt_width), generator=generator) * prompt_mask
     responses = torch.randint(3, 60, (rows, response_width), generator=generator) * response_mask
     attention_mask = torch.cat([prompt_mask, response_mask], dim=1).long()
+    observation = torch.zeros(rows, response_width, dtype=torch.bool)
+    if observations:
+        observation[:, 2:4] = (response_lengths >= 5)[:, None]
     rewards = torch.zeros(rows, response_width)
     rewards[torch.arange(rows), response_lengths - 1] = torch.randint(
         0, 2, (rows,), generator=generator
@@ -579,7 +742,7 @@ def legacy_batch(seed: int, groups: int = 2, per_group: int = 4) -> DataProto:
             "input_ids": torch.cat([prompts, responses], dim=1),
             "attention_mask": attention_mask,
             "position_ids": (attention_mask.cumsum(dim=1) - 1).clamp(min=0),
-            "response_mask": response_mask.long(),
+            "response_mask": (response_mask & ~observation).long(),
             "token_level_rewards": rewards,
         },
         non_tensors={"uid": np.array(group_labels(generator, groups, per_group), dtype=object)},
@@ -596,9 +759,10 @@ def fit_until_actor_update(trainer: AEMRayPPOTrainer, batch: DataProto) -> tuple
     return base, trainer._update_actor(batch)
 
 
-def test_legacy_trainer_keeps_entropies_through_the_pop() -> None:
+@pytest.mark.parametrize("observations", [False, True], ids=["single-turn", "multi-turn"])
+def test_legacy_trainer_keeps_entropies_through_the_pop(observations: bool) -> None:
     trainer = legacy_trainer("+algorithm.aem.enable=True", "+algorithm.aem.temperature=2.0")
-    batch = legacy_batch(seed=9)
+    batch = legacy_batch(seed=9, observations=observations)
     base, output = fit_until_actor_update(trainer, batch)
 
     # The policy's entropy for response token j follows the token before it.
@@ -606,9 +770,9 @@ def test_legacy_trainer_keeps_entropies_through_the_pop() -> None:
     entropy = token_entropy_of(previous)
     mask = batch.batch["response_mask"]
     labels = list(batch.non_tensor_batch["uid"])
-    expected, _ = aem.modulate_advantages(
-        base, entropy, mask, dense_group_ids(labels), temperature=2.0
-    )
+    turns = spans_from_mask(mask).num_spans
+    assert (turns > len(batch)) == observations
+    expected, _ = per_turn(base, entropy, mask, labels, temperature=2.0)
     sent = trainer.actor_rollout_wg.updates[-1]["advantages"]
     torch.testing.assert_close(sent, expected)
     reference = reference_aem(base, entropy, mask, labels, 2.0)

@@ -22,7 +22,12 @@ from aem.algorithms.losses import (
     policy_losses,
     register_policy_loss,
 )
-from aem.algorithms.modulation import aem_coefficients, modulate_advantages, response_entropy
+from aem.algorithms.modulation import (
+    aem_coefficients,
+    modulate_advantages,
+    response_entropy,
+    spans_from_mask,
+)
 from aem.algorithms.shaping import overlong_penalty
 
 __all__ = [
@@ -46,4 +51,5 @@ __all__ = [
     "register_advantage_estimator",
     "register_policy_loss",
     "response_entropy",
+    "spans_from_mask",
 ]

@@ -227,6 +227,47 @@ def _coefficients(
     return weights, degenerate
 
 
+class MaskSpans(NamedTuple):
+    """What :func:`spans_from_mask` found: ``span_index [B, T]`` (span id on each masked token, -1
+    elsewhere; ids numbered row by row, left to right) and ``span_row [S]`` (each span's row)."""
+
+    span_index: Tensor
+    span_row: Tensor
+
+    @property
+    def num_spans(self) -> int:
+        return int(self.span_row.shape[0])
+
+
+def spans_from_mask(response_mask: Tensor) -> MaskSpans:
+    """One span per run (maximal contiguous segment) of each row's ``response_mask``.
+
+    A row that holds a whole multi-turn session (verl's agent loop, TRL's tool calls) has 1 on
+    the policy's tokens and 0 on observation / tool / padding tokens, so each run is one assistant
+    turn: the response of Eq. 13. A row with one contiguous response gives one span, a row with no
+    masked token none. Vectorised (no Python loop over rows or spans).
+
+    Args:
+        response_mask: ``[B, T]`` bool or 0/1.
+
+    Returns:
+        :class:`MaskSpans`; pass ``span_index`` and ``group_index = row_group[span_row]`` to
+        :func:`modulate_advantages`.
+
+    Raises:
+        ValueError: a non-tensor or non-2-D mask.
+    """
+    require_tensor("response_mask", response_mask)
+    require_ndim("response_mask", response_mask, 2)
+    mask = response_mask if response_mask.dtype == torch.bool else response_mask != 0
+    previous = torch.zeros_like(mask)
+    previous[:, 1:] = mask[:, :-1]
+    starts = mask & ~previous
+    span_index = torch.where(mask, starts.flatten().cumsum(0).view_as(mask) - 1, -1)
+    span_row = starts.nonzero()[:, 0]
+    return MaskSpans(span_index, span_row)
+
+
 class Modulation(NamedTuple):
     """What :func:`modulate` computed: the modulated advantages, and per span (``[S]``) the
     response entropy h (Eq. 13) and the weight w (Eq. 15), plus the logging statistics."""

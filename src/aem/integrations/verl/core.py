@@ -16,7 +16,7 @@ from torch import Tensor
 from verl.protocol import DataProto
 
 from aem.algorithms._checks import require_non_negative, require_shape, require_tensor
-from aem.algorithms.modulation import modulate_advantages
+from aem.integrations.spans import SpanGranularity, modulate_rows, require_span_granularity
 
 __all__ = [
     "AEMConfig",
@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 _CONFIG_PREFIX = "algorithm.aem"
+_KEYS = ("enable", "temperature", "eps", "span")
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,20 @@ class AEMConfig:
         enable: apply AEM after the base advantage estimator (False: verl's advantages untouched).
         temperature: tau >= 0 of Eq. 15 (0 gives w = 1 everywhere).
         eps: a group whose response-entropy range ``max - min`` is ``<= eps`` keeps w = 1.
+        span: ``"turn"`` (default): every run of a row's ``response_mask`` (one assistant turn;
+            tool / observation tokens between turns are 0) is one response with its own weight;
+            ``"row"``: one weight per row (for rows known to hold one response).
 
     Raises:
-        ValueError: naming the field (``algorithm.aem.<field>``) for a non-bool ``enable`` or a
-            negative / non-finite / non-numeric ``temperature`` or ``eps``.
+        ValueError: naming the field (``algorithm.aem.<field>``) for a non-bool ``enable``, a
+            negative / non-finite / non-numeric ``temperature`` or ``eps``, or a ``span`` other
+            than ``turn`` / ``row``.
     """
 
     enable: bool = False
     temperature: float = 1.0
     eps: float = 1e-6
+    span: SpanGranularity = "turn"
 
     def __post_init__(self) -> None:
         if not isinstance(self.enable, bool):
@@ -56,6 +62,7 @@ class AEMConfig:
                 raise ValueError(f"{_CONFIG_PREFIX}.{name} must be a number, got {value!r}")
             require_non_negative(f"{_CONFIG_PREFIX}.{name}", float(value))
             object.__setattr__(self, name, float(value))
+        require_span_granularity(f"{_CONFIG_PREFIX}.span", self.span)
 
     @classmethod
     def from_algorithm_config(cls, algorithm: Mapping[str, Any] | None) -> AEMConfig:
@@ -72,13 +79,13 @@ class AEMConfig:
                 section = dict(section)
             except (TypeError, ValueError):
                 raise ValueError(
-                    f"{_CONFIG_PREFIX} must be a mapping with keys enable, temperature, eps, "
+                    f"{_CONFIG_PREFIX} must be a mapping with keys {', '.join(_KEYS)}, "
                     f"got {section!r}"
                 ) from None
-        unknown = sorted(set(section) - {"enable", "temperature", "eps"})
+        unknown = sorted(set(section) - set(_KEYS))
         if unknown:
             raise ValueError(
-                f"{_CONFIG_PREFIX} has unknown key(s) {unknown}; expected enable, temperature, eps"
+                f"{_CONFIG_PREFIX} has unknown key(s) {unknown}; expected {', '.join(_KEYS)}"
             )
         return cls(**{str(key): value for key, value in section.items()})
 
@@ -163,13 +170,16 @@ def apply_aem(
     """Modulate ``data.batch["advantages"]`` in place with AEM (Eq. 13-15); return ``aem/*``
     metrics for verl's tracker.
 
-    One row is one response (span): verl's single-turn rows, verl-agent's one-row-per-turn
-    multi-turn rows, and the V1 trainer's per-output rows. The group of a row is its
-    ``non_tensor_batch[group_key]`` (verl's ``uid``: all rollouts of one prompt / task), and
-    ``batch["response_mask"]`` selects the policy's own tokens (tool and observation tokens are
-    0 there in verl's multi-turn rollouts). The result equals :func:`aem.modulate_advantages` on
-    the same tensors with the uids mapped to dense int ids; returns are not changed (a critic's
-    targets stay the base estimator's).
+    ``batch["response_mask"]`` selects the policy's own tokens; in verl's multi-turn rows (the
+    agent loop keeps a whole session in one row) tool and observation tokens are 0 there, so with
+    ``config.span="turn"`` (default) every run of a row's mask is one response (span) with its own
+    weight. A row with one contiguous response (single-turn verl, verl-agent's one row per turn)
+    is one span either way; ``span="row"`` gives every row one weight. The group of a span is its
+    row's ``non_tensor_batch[group_key]`` (verl's ``uid``: all rollouts of one prompt / task).
+    The result equals :func:`aem.modulate_advantages` on the same tensors with
+    ``span_index = aem.algorithms.spans_from_mask(response_mask).span_index`` and the uids of the
+    spans' rows mapped to dense int ids; returns are not changed (a critic's targets stay the
+    base estimator's).
 
     Args:
         data: a DataProto after ``compute_advantage`` (needs ``advantages``, ``response_mask``
@@ -178,8 +188,9 @@ def apply_aem(
         token_entropy: ``[B, T]`` token entropy of the old-log-prob pass, aligned with the
             response; default ``data.batch["entropy"]`` (the V1 trainer's field name; the legacy
             trainer calls it ``entropys`` and pops it, see :mod:`aem.integrations.verl.legacy`).
-        stat_mask: optional ``[B]`` bool, False for rows that must not enter the group
-            statistics (padding or duplicated rows, see :func:`first_occurrence_mask`).
+        stat_mask: optional ``[B]`` bool, False for rows whose spans must not enter the group
+            statistics (padding or duplicated rows, see :func:`first_occurrence_mask`); only
+            these rows may have an empty ``response_mask``.
         group_key: the ``non_tensor_batch`` key holding the group label.
 
     Returns:
@@ -187,7 +198,8 @@ def apply_aem(
         or ``{}`` when AEM is disabled.
 
     Raises:
-        ValueError: missing fields, mismatched shapes, non-finite values on response tokens.
+        ValueError: missing fields, mismatched shapes, non-finite values on response tokens, a
+            row that ``stat_mask`` keeps with no token in ``response_mask``.
     """
     if not config.enable:
         return {}
@@ -208,14 +220,17 @@ def apply_aem(
     if stat_mask is not None:
         require_tensor("stat_mask", stat_mask)
         stat_mask = stat_mask.to(advantages.device)
-    modulated, stats = modulate_advantages(
+    response_mask = require_tensor("response_mask", batch["response_mask"])
+    require_shape("response_mask", response_mask, advantages.shape)
+    result, _ = modulate_rows(
         advantages,
         token_entropy.to(advantages.device),
-        batch["response_mask"],
+        response_mask.to(advantages.device),
         group_index.to(advantages.device),
+        span=config.span,
         temperature=config.temperature,
         eps=config.eps,
         stat_mask=stat_mask,
     )
-    batch["advantages"] = modulated
-    return {name: float(value) for name, value in stats.items()}
+    batch["advantages"] = result.advantages
+    return {name: float(value) for name, value in result.stats.items()}

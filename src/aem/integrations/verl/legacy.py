@@ -23,7 +23,10 @@ from torch import Tensor
 from verl.protocol import DataProto
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 
+from aem.integrations.verl import verl_patches
 from aem.integrations.verl.core import apply_aem, trainer_aem_config
+
+verl_patches.apply_trl_value_head_check()
 
 __all__ = ["AEMRayPPOTrainer"]
 
@@ -31,7 +34,7 @@ __all__ = ["AEMRayPPOTrainer"]
 class AEMRayPPOTrainer(RayPPOTrainer):
     """verl's legacy ``RayPPOTrainer`` with AEM applied after ``compute_advantage``.
 
-    Same constructor as ``RayPPOTrainer``; reads ``algorithm.aem.{enable, temperature, eps}``
+    Same constructor as ``RayPPOTrainer``; reads ``algorithm.aem.{enable, temperature, eps, span}``
     (``ValueError`` on bad values). Use it in place of ``RayPPOTrainer`` in your task runner.
     """
 

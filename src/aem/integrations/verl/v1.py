@@ -34,7 +34,10 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.workers.utils.padding import response_to_nested
 
+from aem.integrations.verl import verl_patches
 from aem.integrations.verl.core import AEMConfig, apply_aem, trainer_aem_config
+
+verl_patches.apply_trl_value_head_check()
 
 __all__ = [
     "AEM_SYNC_MODE",
@@ -86,7 +89,7 @@ class AEMAdvantageMixin:
     """Adds AEM to any V1 ``PPOTrainer`` subclass: list it before the trainer in the bases and
     set ``base_trainer_mode`` to the mode name verl registered that trainer under.
 
-    Reads ``algorithm.aem.{enable, temperature, eps}`` at construction (bad values raise
+    Reads ``algorithm.aem.{enable, temperature, eps, span}`` at construction (bad values raise
     ``ValueError`` before any worker starts). With ``enable=False`` the trainer is exactly its
     base class.
     """

@@ -1,0 +1,149 @@
+"""Rows to responses for the framework adapters: which spans AEM weighs, and the one call that
+weighs them.
+
+verl and TRL hand over ``[B, T]`` rows with a loss mask; a row may hold a whole multi-turn session
+(assistant turns with 1 in the mask, observation / tool tokens with 0 between them). The paper's
+unit is the response of one turn (Eq. 13), so by default (``span="turn"``) every run of a row's
+mask is one span, grouped with the row's task; ``span="row"`` gives the whole row one weight (the
+behaviour before per-turn spans, for rows known to hold one response). :func:`modulate_spans` is
+the single place where the adapters call the modulation itself.
+
+Torch only: no verl or TRL import.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from aem.algorithms._checks import require_integer, require_ndim, require_shape, require_tensor
+from aem.algorithms.modulation import Modulation, modulate, spans_from_mask
+
+__all__ = [
+    "SPAN_GRANULARITIES",
+    "RowSpans",
+    "SpanGranularity",
+    "modulate_rows",
+    "modulate_spans",
+    "require_span_granularity",
+    "require_tokens",
+    "row_spans",
+]
+
+SpanGranularity = Literal["turn", "row"]
+SPAN_GRANULARITIES: tuple[str, ...] = ("turn", "row")
+
+
+def require_span_granularity(name: str, value: object) -> SpanGranularity:
+    """Return ``value`` if it is ``"turn"`` or ``"row"``; else raise naming ``name``."""
+    if value not in SPAN_GRANULARITIES:
+        raise ValueError(f"{name} must be one of {list(SPAN_GRANULARITIES)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+class RowSpans(NamedTuple):
+    """The spans of a batch of rows: ``span_index [B, T]`` (None for one span per row) and
+    ``span_row [S]`` (each span's row)."""
+
+    span_index: Tensor | None
+    span_row: Tensor
+
+    @property
+    def num_spans(self) -> int:
+        return int(self.span_row.shape[0])
+
+
+def row_spans(mask: Tensor, span: SpanGranularity) -> RowSpans:
+    """Spans of ``mask [B, T]`` (bool): one per run of each row (``"turn"``) or one per row
+    (``"row"``). When every row holds exactly one run the two coincide, and the result is the
+    one-span-per-row form (``span_index`` None), so single-turn batches take the core's row path
+    and give bit for bit what they gave before per-turn spans."""
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    if span == "row":
+        return RowSpans(None, rows)
+    found = spans_from_mask(mask)
+    if found.num_spans == mask.shape[0] and torch.equal(found.span_row, rows):
+        return RowSpans(None, rows)
+    return RowSpans(found.span_index, found.span_row)
+
+
+def require_tokens(name: str, mask: Tensor, counted: Tensor | None) -> None:
+    """Every row of ``mask [B, T]`` (bool) that ``counted [B]`` keeps (all rows when None) must
+    hold at least one masked token; else raise naming ``name`` and the first such row."""
+    empty = ~mask.any(dim=1)
+    if counted is not None:
+        empty = empty & counted
+    if bool(empty.any()):
+        row = int(empty.nonzero()[0, 0])
+        raise ValueError(
+            f"{name} has no token in row {row} ({int(empty.sum())} such row(s)); every row "
+            "must hold a response, or be left out of the statistics (stat_mask False)"
+        )
+
+
+def modulate_spans(
+    advantages: Tensor,
+    token_entropy: Tensor,
+    mask: Tensor,
+    span_index: Tensor | None,
+    span_group: Tensor,
+    *,
+    temperature: float,
+    eps: float,
+    span_stat_mask: Tensor | None = None,
+) -> Modulation:
+    """The modulation every adapter applies, on spans already found (see :func:`row_spans`):
+    ``aem.modulate_advantages(advantages, token_entropy, mask, span_group, span_index,
+    temperature, eps, span_stat_mask)``, also returning the span entropies and weights."""
+    return modulate(
+        advantages, token_entropy, mask, span_group, span_index, temperature, eps, span_stat_mask
+    )
+
+
+def modulate_rows(
+    advantages: Tensor,
+    token_entropy: Tensor,
+    mask: Tensor,
+    row_group: Tensor,
+    *,
+    span: SpanGranularity,
+    temperature: float,
+    eps: float,
+    stat_mask: Tensor | None = None,
+) -> tuple[Modulation, RowSpans]:
+    """:func:`modulate_spans` on rows: split ``mask [B, T]`` into spans (``span``), give each span
+    its row's group ``row_group [B]`` and stat flag ``stat_mask [B]``.
+
+    Raises:
+        ValueError: ``row_group`` or ``stat_mask`` not one entry per row, a row that
+            ``stat_mask`` keeps (every row when None) with no masked token, and everything
+            :func:`aem.modulate_advantages` refuses.
+    """
+    require_tensor("response_mask", mask)
+    require_ndim("response_mask", mask, 2)
+    rows = mask.shape[0]
+    require_tensor("group_index", row_group)
+    require_integer("group_index", row_group)
+    require_shape("group_index", row_group, (rows,))
+    if stat_mask is not None:
+        require_tensor("stat_mask", stat_mask)
+        require_shape("stat_mask", stat_mask, (rows,))
+        stat_mask = stat_mask.to(device=mask.device, dtype=torch.bool)
+    mask = mask if mask.dtype == torch.bool else mask != 0
+    require_tokens("response_mask", mask, stat_mask)
+    spans = row_spans(mask, span)
+    if spans.num_spans == 0:
+        raise ValueError("response_mask has no token in any row: there is no response to weigh")
+    result = modulate_spans(
+        advantages,
+        token_entropy,
+        mask,
+        spans.span_index,
+        row_group.to(mask.device)[spans.span_row],
+        temperature=temperature,
+        eps=eps,
+        span_stat_mask=None if stat_mask is None else stat_mask[spans.span_row],
+    )
+    return result, spans
