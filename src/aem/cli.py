@@ -176,7 +176,7 @@ def _lab(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from aem.lab.plan import MAIN, pick_lr, tune_grpo
-    from aem.lab.runner import run_lab
+    from aem.lab.runner import run_lab, run_sensitivity
 
     if args.seeds < 2:
         raise ConfigError(f"--seeds must be >= 2 (95% intervals need two seeds), got {args.seeds}")
@@ -205,6 +205,7 @@ def _lab(args: argparse.Namespace) -> int:
     command = "aem lab " + shlex.join(
         [f"--seeds={args.seeds}", f"--seed-offset={args.seed_offset}", f"--out={args.out}"]
         + ([f"--check-against={args.check_against}"] if check else [])
+        + (["--sensitivity"] if args.sensitivity else [])
     )
     console.print(f"[bold]{command}[/bold]")
     with _progress_bar(console, ("status",)) as progress:
@@ -213,13 +214,19 @@ def _lab(args: argparse.Namespace) -> int:
         def show(name: str, step: int, total: int) -> None:
             progress.update(task, completed=step, total=total, status=name)
 
-        result = run_lab(
-            args.seeds, args.seed_offset, out, command, args.threads, check, progress=show
-        )
+        if args.sensitivity:
+            result = run_sensitivity(
+                args.seeds, args.seed_offset, out, command, args.threads, progress=show
+            )
+            report = out / "sensitivity.md"
+        else:
+            result = run_lab(
+                args.seeds, args.seed_offset, out, command, args.threads, check, progress=show
+            )
+            report = out / "report.md"
     meta = result["meta"]
     console.print(
-        f"report: {out / 'report.md'} (wall {meta['wall_seconds']:.0f} s, "
-        f"CPU {meta['cpu_seconds']:.0f} s)"
+        f"report: {report} (wall {meta['wall_seconds']:.0f} s, CPU {meta['cpu_seconds']:.0f} s)"
     )
     return 0
 
@@ -284,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lab.add_argument(
         "--tune", action="store_true", help="only the GRPO learning-rate tuning (tuning.json)"
+    )
+    lab.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="only the sensitivity grid over depth, decoys and tau (sensitivity.md)",
     )
     lab.set_defaults(run=_lab)
     envs = sub.add_parser("envs", help="list the registered environments")

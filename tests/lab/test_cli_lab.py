@@ -68,3 +68,13 @@ def test_end_to_end_report_and_replication_check(tmp_path, monkeypatch):
     assert len(rep["agree"]) + len(rep["differ"]) == len(results["conclusions"])
     assert "Replication on a disjoint seed set" in (second / "report.md").read_text()
     torch.set_num_threads(1)
+
+
+def test_sensitivity_grid_writes_its_table(tmp_path, monkeypatch):
+    plan = tiny_plan(False)
+    monkeypatch.setattr(runner, "SENSITIVITY", {"tiny depth=2": plan["lock-tiny"]})
+    assert main(["lab", "--sensitivity", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "sensitivity.md").read_text()
+    assert "| tiny depth=2 |" in table and "GRPO+AEM tau=1" in table
+    result = json.loads((tmp_path / "sensitivity.json").read_text())
+    assert set(result["summaries"]["tiny depth=2"]["arms"]) >= {"grpo", "empg"}

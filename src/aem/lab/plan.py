@@ -9,6 +9,7 @@ the grid :data:`LR_GRID`, taking the largest area under the success curve and, a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -81,6 +82,27 @@ def _drift_settings() -> dict[str, Setting]:
 
 DRIFT: dict[str, Setting] = _drift_settings()
 """The same-batch drift measurements, one per policy and update rule (lock family)."""
+
+
+SENSITIVITY_ARMS: tuple[str, ...] = ("grpo", "aem@0.5", "aem@1", "aem@2", "empg")
+
+
+def _sensitivity_settings() -> dict[str, Setting]:
+    """The lock settings with one knob moved at a time (depth, decoys); tau is the arms. The
+    learning rates stay the pre-registered ones (not re-tuned per variant)."""
+    settings = {}
+    for name in ("lock-tabular-adam", "lock-loglinear-adam"):
+        base = MAIN[name].with_(arms=SENSITIVITY_ARMS)
+        settings[f"{name} (pre-registered)"] = base
+        for depth in (2, 4):
+            settings[f"{name} depth={depth}"] = base.with_(family=replace(LOCK, depth=depth))
+        for decoys in (1, 4):
+            settings[f"{name} decoys={decoys}"] = base.with_(family=replace(LOCK, decoys=decoys))
+    return settings
+
+
+SENSITIVITY: dict[str, Setting] = _sensitivity_settings()
+"""``aem lab --sensitivity``: GRPO, AEM at three temperatures and EMPG over depth and decoys."""
 
 
 def tune_grpo(

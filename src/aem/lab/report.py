@@ -169,6 +169,10 @@ def conclusions(summary: dict) -> dict[str, str]:
                 "yes" if share["share"] > 0.5 else "no"
             )
         if main["masks"]:
+            entry = main["masks"]["decreasing_minus_increasing_early"]
+            verdicts[f"{name}: mask_decreasing - mask_increasing, entropy_early"] = (
+                "+" if entry["low"] > 0 else "-" if entry["high"] < 0 else "0"
+            )
             verdicts[f"{name}: masks ordered in most seeds"] = (
                 "yes" if main["masks"]["ordered_share"] > 0.5 else "no"
             )
@@ -321,7 +325,7 @@ def _markdown(summary, figures, drift_figures, headline, main, plan) -> str:
         for arm, row in main_summary["arms"].items():
             paired = row.get("paired")
             diffs = (
-                [f"{_fmt(paired[m])} ({paired[m]['mde']:.3f})" for m in ("final", "auc")]
+                [f"{_fmt(paired[m], 4)} ({paired[m]['mde']:.4f})" for m in ("final", "auc")]
                 if paired
                 else ["-", "-"]
             )
@@ -334,21 +338,27 @@ def _markdown(summary, figures, drift_figures, headline, main, plan) -> str:
         lines += [
             "Entropy (exact response entropy, visitation-weighted over the task pool) early "
             "(updates (0, 20%]) and late ([80%, 100%]); transition = share of seeds above GRPO "
-            "early and below it late:",
+            "early and below it late; positive share = positive among the non-zero GRPO "
+            "advantages of the batches in those windows:",
             "",
-            "| arm | early | late | early - GRPO | late - GRPO | transition share |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| arm | early | late | early - GRPO | late - GRPO | transition share "
+            "| positive share early / late |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for arm, row in main_summary["arms"].items():
             paired = row.get("paired")
             share = main_summary["transition"].get(arm)
             cells = [_label(arm), _fmt(row["entropy_early"]), _fmt(row["entropy_late"])]
             cells += (
-                [_fmt(paired["entropy_early"]), _fmt(paired["entropy_late"])]
+                [_fmt(paired["entropy_early"], 4), _fmt(paired["entropy_late"], 4)]
                 if paired
                 else ["-", "-"]
             )
             cells.append(f"{share['share']:.2f}" if share else "-")
+            cells.append(
+                f"{row['positive_share_early']['mean']:.2f} / "
+                f"{row['positive_share_late']['mean']:.2f}"
+            )
             lines.append("| " + " | ".join(cells) + " |")
         masks = main_summary["masks"]
         if masks:
@@ -358,8 +368,12 @@ def _markdown(summary, figures, drift_figures, headline, main, plan) -> str:
                 "Analysis A: entropy change from the start to the early window: "
                 f"entropy-decreasing quadrants masked {_fmt(change['mask_decreasing'])}, "
                 f"GRPO {_fmt(change['grpo'])}, entropy-increasing quadrants masked "
-                f"{_fmt(change['mask_increasing'])}; seeds ordered masked-decreasing > GRPO > "
-                f"masked-increasing: {masks['ordered_share']:.2f}.",
+                f"{_fmt(change['mask_increasing'])}. Early entropy, entropy-decreasing masked "
+                "minus entropy-increasing masked (paired): "
+                f"{_fmt(masks['decreasing_minus_increasing_early'], 4)}, above in "
+                f"{masks['decreasing_above_increasing_share']:.2f} of seeds; seeds in the full "
+                "order masked-decreasing > GRPO > masked-increasing: "
+                f"{masks['ordered_share']:.2f}.",
             ]
         lines.append("")
     if summary["drift"]:
@@ -402,3 +416,44 @@ def _markdown(summary, figures, drift_figures, headline, main, plan) -> str:
             lines += [f"- {claim}: {old} -> {new}" for claim, old, new in rep["differ"]]
     lines.append("")
     return "\n".join(lines)
+
+
+def write_sensitivity(out: Path, summaries: dict, plan: dict[str, Setting], meta: dict) -> dict:
+    """``sensitivity.md`` and ``sensitivity.json``: every arm against GRPO per variant."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "meta": meta,
+        "settings": {name: _setting_dict(setting) for name, setting in plan.items()},
+        "summaries": summaries,
+    }
+    (out / "sensitivity.json").write_text(
+        json.dumps(result, indent=1, default=_json_default) + "\n"
+    )
+    lines = [
+        "# aem lab: sensitivity over depth, decoys and tau",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Seeds {meta['seeds'][0]}..{meta['seeds'][1]} ({meta['num_seeds']} per arm); wall "
+        f"time {meta['wall_seconds']:.0f} s, CPU time {meta['cpu_seconds']:.0f} s. One knob "
+        "moved at a time from the pre-registered lock settings; learning rates not re-tuned. "
+        "Differences are paired by seed with 95% t intervals.",
+        "",
+        "| variant | GRPO AUC | arm | AUC - GRPO | final - GRPO | entropy early - GRPO "
+        "| entropy late - GRPO |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, summary in summaries.items():
+        grpo = summary["arms"]["grpo"]["auc"]
+        for arm, row in summary["arms"].items():
+            if "paired" not in row:
+                continue
+            paired = row["paired"]
+            lines.append(
+                f"| {name} | {grpo['mean']:.3f} | {_label(arm)} | "
+                + " | ".join(
+                    _fmt(paired[m], 4) for m in ("auc", "final", "entropy_early", "entropy_late")
+                )
+                + " |"
+            )
+    (out / "sensitivity.md").write_text("\n".join(lines) + "\n")
+    return result

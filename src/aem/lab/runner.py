@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 
 from aem.lab.experiment import Records, run_experiment
-from aem.lab.plan import DRIFT, MAIN
-from aem.lab.report import write_report
+from aem.lab.plan import DRIFT, MAIN, SENSITIVITY
+from aem.lab.report import write_report, write_sensitivity
 from aem.lab.settings import Setting
+from aem.lab.summary import summarize_main
 
 
 def run_lab(
@@ -55,3 +56,37 @@ def run_lab(
     meta["wall_seconds"] = time.perf_counter() - wall
     meta["cpu_seconds"] = time.process_time() - cpu
     return write_report(out, main_records, drift_records, main, drift, meta, check_against)
+
+
+def run_sensitivity(
+    seeds: int,
+    seed_offset: int,
+    out: Path,
+    command: str,
+    threads: int = 1,
+    plan: dict[str, Setting] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
+    """Run :data:`aem.lab.plan.SENSITIVITY` and write ``sensitivity.md`` and
+    ``sensitivity.json`` to ``out``."""
+    plan = SENSITIVITY if plan is None else plan
+    torch.set_num_threads(threads)
+    seed_tensor = torch.arange(seed_offset, seed_offset + seeds)
+    wall, cpu = time.perf_counter(), time.process_time()
+    summaries = {}
+    for name, setting in plan.items():
+
+        def report(step: int, name: str = name, total: int = setting.steps) -> None:
+            if progress is not None:
+                progress(name, step, total)
+
+        summaries[name] = summarize_main(run_experiment(setting, seed_tensor, report), setting)
+    meta = {
+        "command": command,
+        "seeds": [seed_offset, seed_offset + seeds - 1],
+        "num_seeds": seeds,
+        "threads": threads,
+        "wall_seconds": time.perf_counter() - wall,
+        "cpu_seconds": time.process_time() - cpu,
+    }
+    return write_sensitivity(out, summaries, plan, meta)

@@ -4,12 +4,16 @@
   number of sampled trajectories, divided by its range = mean success over training), each a mean
   over seeds with a 95% t interval; paired differences arm - GRPO (same seed) with their interval
   and minimum detectable effect at 80% power.
+- ``positive_share_{early,late}``: the share of positive among the non-zero GRPO advantages of
+  the batches in those windows (the paper's "positives come to dominate").
 - ``entropy``: per arm, the mean exact response entropy early (evaluations in (0, 20%] of the
   steps) and late (in [80%, 100%]); paired differences from GRPO.
 - ``transition``: per AEM arm, the share of seeds whose entropy is above GRPO's early *and* below
   it late (the paper's exploration-to-exploitation transition, Sec. 4.3 and Fig. 3).
 - ``masks``: Analysis A: entropy change from the start to the early window under each mask and
-  GRPO, and the share of seeds ordered mask_decreasing > grpo > mask_increasing (Fig. 2).
+  GRPO, the paired difference mask_decreasing - mask_increasing of the early entropy, and the
+  shares of seeds with mask_decreasing above mask_increasing and with the full order
+  mask_decreasing > grpo > mask_increasing (Fig. 2).
 - ``drift``: per drift setting, Pearson r and sign agreement of each prediction against the
   measured change it predicts (:mod:`aem.lab.drift`).
 """
@@ -66,8 +70,11 @@ def summarize_main(records: Records, setting: Setting) -> dict:
             "auc": estimate(area[a]).as_dict(),
             "entropy_early": estimate(entropy_early[a]).as_dict(),
             "entropy_late": estimate(entropy_late[a]).as_dict(),
+            "positive_share_early": estimate(
+                records.positive_share[a, :, : max(1, int(EARLY * setting.steps))].nanmean(-1)
+            ).as_dict(),
             "positive_share_late": estimate(
-                records.positive_share[a, :, -max(1, setting.steps // 5) :].nanmean(-1)
+                records.positive_share[a, :, int(LATE * setting.steps) :].nanmean(-1)
             ).as_dict(),
         }
         if grpo is not None and a != grpo:
@@ -98,6 +105,12 @@ def summarize_main(records: Records, setting: Setting) -> dict:
                 name: estimate(change[arms.index(name)]).as_dict()
                 for name in ("mask_decreasing", "grpo", "mask_increasing")
             },
+            "decreasing_minus_increasing_early": estimate(
+                entropy_early[up] - entropy_early[down]
+            ).as_dict(),
+            "decreasing_above_increasing_share": float(
+                (entropy_early[up] > entropy_early[down]).to(torch.float64).mean()
+            ),
             "ordered_share": float(ordered.to(torch.float64).mean()),
         }
     return summary
