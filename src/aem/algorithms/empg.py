@@ -77,38 +77,10 @@ class EMPGModulation(NamedTuple):
     stats: dict[str, Tensor]
 
 
-def empg_modulate_advantages(
-    advantages: Tensor,
-    token_entropy: Tensor,
-    response_mask: Tensor,
-    group_index: Tensor,
-    span_index: Tensor | None = None,
-    *,
-    trajectory_index: Tensor | None = None,
-    turn_index: Tensor | None = None,
-    batch_index: Tensor | None = None,
-    k: float = 1.0,
-    k_future: float = 1.0,
-    zeta: float = 0.1,
-    eps: float = 1e-8,
-    stat_mask: Tensor | None = None,
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """EMPG's advantages (Eq. 7-12) and logging statistics; see :func:`empg_modulate`."""
-    result = empg_modulate(
-        advantages,
-        token_entropy,
-        response_mask,
-        group_index,
-        span_index,
-        trajectory_index=trajectory_index,
-        turn_index=turn_index,
-        batch_index=batch_index,
-        k=k,
-        k_future=k_future,
-        zeta=zeta,
-        eps=eps,
-        stat_mask=stat_mask,
-    )
+def empg_modulate_advantages(*args, **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+    """EMPG's advantages (Eq. 7-12) and logging statistics: :func:`empg_modulate`'s arguments,
+    its ``(advantages, stats)`` (as :func:`aem.algorithms.modulation.modulate_advantages`)."""
+    result = empg_modulate(*args, **kwargs)
     return result.advantages, result.stats
 
 

@@ -15,6 +15,7 @@ from aem.lab.settings import Setting
 from aem.lab.stats import mean_band
 from aem.lab.summary import DRIFT_PAIRS, summarize_drift, summarize_main, trajectories
 
+SCATTER_POINTS = 1500  # per arm and panel (the statistics use every point)
 COLOURS = {
     "grpo": "#000000",
     "aem@0.5": "#F0A57A",
@@ -114,9 +115,11 @@ def _drift_figure(out: Path, policy: str, drift: dict[str, Records]) -> str:
         for column, (predicted, measured) in enumerate(pairs):
             axis = axes[row][column]
             for a, arm in enumerate(records.arms):
-                p = records.drift[predicted][a].flatten()[:3000].numpy()
-                m = records.drift[measured][a].flatten()[:3000].numpy()
-                axis.scatter(p, m, s=2, alpha=0.3, color=COLOURS.get(arm), label=_label(arm))
+                p = records.drift[predicted][a].flatten()[:SCATTER_POINTS].numpy()
+                m = records.drift[measured][a].flatten()[:SCATTER_POINTS].numpy()
+                axis.scatter(
+                    p, m, s=2, alpha=0.3, color=COLOURS.get(arm), label=_label(arm), rasterized=True
+                )
             axis.axhline(0, color="grey", linewidth=0.5)
             axis.axvline(0, color="grey", linewidth=0.5)
             if row == 0:
@@ -128,7 +131,7 @@ def _drift_figure(out: Path, policy: str, drift: dict[str, Records]) -> str:
     figure.suptitle(f"same-batch entropy drift, {policy} policy (x: prediction)", fontsize=10)
     figure.tight_layout()
     file = f"drift_{policy}.png"
-    figure.savefig(out / file, dpi=110)
+    figure.savefig(out / file, dpi=80)
     plt.close(figure)
     return file
 
@@ -399,8 +402,16 @@ def _markdown(summary, figures, drift_figures, headline, main, plan) -> str:
             ]
             lines.append(f"| {name} ({lr:g}) | " + " | ".join(cells) + " |")
         lines += ["", *(f"![{file}]({file})" for file in drift_figures), ""]
-    lines += ["## Conclusions checked for replication", ""]
+    lines += [
+        "## Conclusions checked for replication",
+        "",
+        "Verdicts: + / - = 95% interval of the paired difference above / below 0, 0 = across 0.",
+        "",
+        "<details><summary>all verdicts</summary>",
+        "",
+    ]
     lines += [f"- {claim}: **{verdict}**" for claim, verdict in summary["conclusions"].items()]
+    lines += ["", "</details>"]
     if "replication" in summary:
         rep = summary["replication"]
         lines += [
