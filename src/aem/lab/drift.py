@@ -40,8 +40,8 @@ DRIFT_FIELDS: tuple[str, ...] = (
 def _along_turns(turns: BatchTurns, tables: PolicyTables) -> dict[str, Tensor]:
     """Exact per-turn quantities of ``tables`` at the batch's states and sampled responses."""
     runs = turns.state.shape[0]
-    contexts, vocab = tables.log_probs.shape[2], tables.log_probs.shape[3]
-    where, tokens = turns.token_index(contexts)
+    vocab = tables.log_probs.shape[3]
+    where, tokens = turns.token_index()
     flat = where.view(runs, -1)
     token_entropy = tables.context_entropy.reshape(runs, -1).gather(1, flat).view(where.shape)
     token_log_p = tables.log_probs.reshape(runs, -1).gather(

@@ -101,7 +101,7 @@ def run_experiment(
     for step in range(setting.steps):
         evaluate(step)
         batch = _rollout(setting, pool, tables, run_seeds, step, space)
-        spans = _spans(batch, tables, space, setting, runs_per_arm)
+        spans = _spans(batch, tables, space, runs_per_arm)
         advantage = torch.cat(
             [
                 arm_advantage(arm, spans[a])[0].view(runs_per_arm, *batch.alive.shape[1:])
@@ -202,12 +202,11 @@ def _rollout(
 
 
 def _spans(
-    batch: Rollout, tables: PolicyTables, space: ResponseSpace, setting: Setting, per_arm: int
+    batch: Rollout, tables: PolicyTables, space: ResponseSpace, per_arm: int
 ) -> list[SpanBatch]:
     """One :class:`SpanBatch` per arm (rows = turn slots, tokens = the response's L tokens)."""
     runs, groups, size, depth = batch.alive.shape
-    contexts = space.contexts[batch.response]  # [R', B, G, K, L]
-    where = batch.state[..., None] * space.num_contexts + contexts
+    where, _ = space.token_index(batch.state, batch.response)  # [R', B, G, K, L]
     token_entropy = tables.context_entropy.reshape(runs, -1).gather(1, where.view(runs, -1))
     token_entropy = token_entropy.view(runs, groups, size, depth, space.length)
     advantage = grpo_advantage(batch.success)[..., None].expand(-1, -1, -1, depth)

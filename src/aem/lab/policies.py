@@ -74,6 +74,11 @@ class ResponseSpace:
             dim=1,
         )
 
+    def token_index(self, state: Tensor, response: Tensor) -> tuple[Tensor, Tensor]:
+        """``(state * P + context, token)`` of every token of the given responses, each
+        ``[*state.shape, L]``: where each token was sampled in a ``[S * P]`` table, and which."""
+        return state[..., None] * self.num_contexts + self.contexts[response], self.tokens[response]
+
 
 @dataclass(frozen=True)
 class PolicyTables:

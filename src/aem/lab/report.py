@@ -230,7 +230,7 @@ def write_report(
     drift_figures = [_drift_figure(out, policy, drift) for policy in policies]
     headline = _headline_figure(out, main, plan) if main else None
     _write_csv(out, main, plan, summary)
-    (out / "results.json").write_text(json.dumps(summary, indent=1, default=_json_default) + "\n")
+    (out / "results.json").write_text(_json(summary))
     (out / "report.md").write_text(_markdown(summary, figures, drift_figures, headline, main, plan))
     return summary
 
@@ -241,10 +241,19 @@ def _setting_dict(setting: Setting) -> dict:
     return data
 
 
-def _json_default(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _json(data) -> str:
+    """Strict JSON: NaN (an empty interval, a share over no update) becomes null."""
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(item) for item in value]
+        return value
+
+    return json.dumps(clean(data), indent=1, allow_nan=False) + "\n"
 
 
 def _write_csv(out: Path, main: dict[str, Records], plan: dict[str, Setting], summary) -> None:
@@ -437,9 +446,7 @@ def write_sensitivity(out: Path, summaries: dict, plan: dict[str, Setting], meta
         "settings": {name: _setting_dict(setting) for name, setting in plan.items()},
         "summaries": summaries,
     }
-    (out / "sensitivity.json").write_text(
-        json.dumps(result, indent=1, default=_json_default) + "\n"
-    )
+    (out / "sensitivity.json").write_text(_json(result))
     lines = [
         "# aem lab: sensitivity over depth, decoys and tau",
         "",

@@ -48,10 +48,9 @@ class BatchTurns:
     advantage: Tensor
     space: ResponseSpace
 
-    def token_index(self, num_contexts: int) -> tuple[Tensor, Tensor]:
+    def token_index(self) -> tuple[Tensor, Tensor]:
         """``[R', B, G, K, L]`` flat (state, context) index of every token, and the tokens."""
-        contexts = self.space.contexts[self.response]
-        return self.state[..., None] * num_contexts + contexts, self.space.tokens[self.response]
+        return self.space.token_index(self.state, self.response)
 
     def counts(self) -> Tensor:
         """``[R']`` played turns per run (at least 1)."""
@@ -79,7 +78,7 @@ def logit_gradient(
     weights are the response-level Fisher's, or with ``token_fisher`` the token-level one's.
     """
     runs, states, contexts, vocab = current.log_probs.shape
-    where, tokens = turns.token_index(contexts)
+    where, tokens = turns.token_index()
     count = turns.counts().to(current.log_probs.dtype)
     per_turn = turns.advantage * turns.alive / count[:, None, None, None]
     weight = per_turn[..., None].expand(where.shape)
