@@ -1,4 +1,4 @@
-"""``aem train | sft | eval | compare | envs``: the command line."""
+"""``aem train | sft | eval | compare | lab | envs``: the command line."""
 
 from __future__ import annotations
 
@@ -177,6 +177,69 @@ def _sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab(args: argparse.Namespace) -> int:
+    """Every pre-registered lab experiment on seeds K..K+N-1, then the report in --out."""
+    import json
+    import shlex
+
+    from rich.console import Console
+
+    from aem.lab.plan import MAIN, pick_lr, tune_grpo
+    from aem.lab.runner import run_lab, run_sensitivity
+
+    if args.seeds < 2:
+        raise ConfigError(f"--seeds must be >= 2 (95% intervals need two seeds), got {args.seeds}")
+    if args.seed_offset < 0:
+        raise ConfigError(f"--seed-offset must be >= 0, got {args.seed_offset}")
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    check = Path(args.check_against) if args.check_against else None
+    if check is not None and not (check / "results.json").is_file():
+        raise ConfigError(f"--check-against {check}: no results.json there (not a lab report)")
+    out = Path(args.out)
+    console = Console(stderr=True)
+    if args.tune:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        tuning = {}
+        for name, setting in MAIN.items():
+            console.print(f"tuning {name} on GRPO alone")
+            areas = tune_grpo(setting, progress=console.print)
+            tuning[name] = {"areas": areas, "picked": pick_lr(areas)}
+            console.print(f"{name}: picked lr {tuning[name]['picked']:g}")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "tuning.json").write_text(json.dumps(tuning, indent=1) + "\n")
+        return 0
+    command = "aem lab " + shlex.join(
+        [f"--seeds={args.seeds}", f"--seed-offset={args.seed_offset}", f"--out={args.out}"]
+        + ([f"--check-against={args.check_against}"] if check else [])
+        + (["--sensitivity"] if args.sensitivity else [])
+    )
+    console.print(f"[bold]{command}[/bold]")
+    with _progress_bar(console, ("status",)) as progress:
+        task = progress.add_task("lab", total=None, status="")
+
+        def show(name: str, step: int, total: int) -> None:
+            progress.update(task, completed=step, total=total, status=name)
+
+        if args.sensitivity:
+            result = run_sensitivity(
+                args.seeds, args.seed_offset, out, command, args.threads, progress=show
+            )
+            report = out / "sensitivity.md"
+        else:
+            result = run_lab(
+                args.seeds, args.seed_offset, out, command, args.threads, check, progress=show
+            )
+            report = out / "report.md"
+    meta = result["meta"]
+    console.print(
+        f"report: {report} (wall {meta['wall_seconds']:.0f} s, CPU {meta['cpu_seconds']:.0f} s)"
+    )
+    return 0
+
+
 def _envs(args: argparse.Namespace) -> int:
     import aem.envs
 
@@ -225,6 +288,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("overrides", nargs="*", help="dotted key=value settings for every run")
     compare.set_defaults(run=_compare)
+    lab = sub.add_parser(
+        "lab", help="the paper's mechanism on small exact policies, hundreds of seeds per arm"
+    )
+    lab.add_argument("--seeds", type=int, default=200, help="seeds per arm (>= 2)")
+    lab.add_argument("--seed-offset", type=int, default=0, help="first seed (disjoint sets)")
+    lab.add_argument("--out", default="docs/results/lab", metavar="DIR", help="report directory")
+    lab.add_argument("--threads", type=int, default=1, help="torch threads (1 on shared CPUs)")
+    lab.add_argument(
+        "--check-against", metavar="DIR", help="an earlier report: compare its conclusions"
+    )
+    lab.add_argument(
+        "--tune", action="store_true", help="only the GRPO learning-rate tuning (tuning.json)"
+    )
+    lab.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="only the sensitivity grid over depth, decoys and tau (sensitivity.md)",
+    )
+    lab.set_defaults(run=_lab)
     envs = sub.add_parser("envs", help="list the registered environments")
     envs.set_defaults(run=_envs)
     return parser

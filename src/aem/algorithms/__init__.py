@@ -8,6 +8,7 @@ from aem.algorithms.advantages import (
     get_advantage_estimator,
     register_advantage_estimator,
 )
+from aem.algorithms.empg import EMPGModulation, empg_modulate, empg_modulate_advantages
 from aem.algorithms.entropy import (
     chunked_logprobs_and_entropy,
     logprobs_and_entropy,
@@ -33,12 +34,15 @@ from aem.algorithms.shaping import overlong_penalty
 __all__ = [
     "AdvantageConfig",
     "AdvantageInputs",
+    "EMPGModulation",
     "PolicyLossConfig",
     "advantage_estimators",
     "aem_coefficients",
     "aggregate_loss",
     "chunked_logprobs_and_entropy",
     "compute_advantages",
+    "empg_modulate",
+    "empg_modulate_advantages",
     "entropy_bonus",
     "get_advantage_estimator",
     "get_policy_loss",
