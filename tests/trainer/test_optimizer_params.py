@@ -10,13 +10,13 @@ import random
 import pytest
 import torch
 
-from aem.policy.packing import pack_turns
+from aem.batch import SpanBatch
 from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.trainer.checkpoint import load_checkpoint, save_checkpoint
 from aem.trainer.config import AlgorithmConfig, OptimConfig, load_config
 from aem.trainer.loop import Trainer
-from aem.trainer.update import UpdateBatch, trainable_parameters, update_policy
+from aem.trainer.update import trainable_parameters, update_policy
 from tiny_config import TINY
 
 LORA = [
@@ -71,17 +71,16 @@ def tiny_policy(seed: int = 0):
     )
 
 
-def update_batch(vocab: int, rows: int = 4, length: int = 10) -> UpdateBatch:
+def update_batch(vocab: int, rows: int = 4, length: int = 10) -> SpanBatch:
     generator = torch.Generator().manual_seed(3)
     ids = torch.randint(0, vocab, (rows, length), generator=generator).tolist()
-    packed = pack_turns([row[:6] for row in ids], [row[6:] for row in ids], pad_id=0)
-    spans = packed.span_mask()
-    return UpdateBatch(
-        packed=packed,
-        loss_mask=spans,
-        old_log_probs=-torch.rand(spans.shape, generator=generator) * spans,
-        advantages=torch.randn(rows, 1, generator=generator).expand(spans.shape) * spans,
-    )
+    prompts, responses = [row[:6] for row in ids], [row[6:] for row in ids]
+    batch = SpanBatch.from_turns(prompts, responses, range(rows), "turn", pad_id=0)
+    spans = batch.span_mask()
+    batch["loss_mask"] = spans
+    batch["old_log_probs"] = -torch.rand(spans.shape, generator=generator) * spans
+    batch["advantages"] = torch.randn(rows, 1, generator=generator).expand(spans.shape) * spans
+    return batch
 
 
 def test_grad_norm_and_clipping_ignore_stale_gradients_of_frozen_parameters():

@@ -141,7 +141,7 @@ def test_household_labels_use_only_what_the_prompt_shows(history_length: int) ->
     with EnvPool("household", 8) as pool:
         batch = rollout(FunctionResponder(actor), pool, "household", list(range(8)), 1, 30, prompt)
     assert checked > 40
-    assert sum(t.won for t in batch.trajectories) >= 6
+    assert sum(t.won for t in batch.trajectories()) >= 6
 
 
 def test_corpus_texts_hold_prompts_and_responses() -> None:

@@ -9,7 +9,6 @@ LoRA adapters from :func:`apply_lora`.
 from aem.policy.batching import left_pad, position_ids_from_mask
 from aem.policy.lora import LoraSpec, adapter_free_view, apply_lora, has_lora, merged_copy
 from aem.policy.model import frozen_reference, load_policy, save_policy
-from aem.policy.packing import PackedBatch, pack_trajectories, pack_turns
 from aem.policy.pretrained import PRETRAINED, load_pretrained
 from aem.policy.sampling import GenerationOutput, SamplingConfig, generate
 from aem.policy.scoring import ScoreOutput, score, score_in_chunks
@@ -25,7 +24,6 @@ __all__ = [
     "DecodingSession",
     "GenerationOutput",
     "LoraSpec",
-    "PackedBatch",
     "SamplingConfig",
     "ScoreOutput",
     "ValueHead",
@@ -40,8 +38,6 @@ __all__ = [
     "load_policy",
     "load_pretrained",
     "merged_copy",
-    "pack_trajectories",
-    "pack_turns",
     "position_ids_from_mask",
     "save_policy",
     "score",

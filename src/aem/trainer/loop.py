@@ -19,22 +19,22 @@ from aem.algorithms.advantages import AdvantageConfig, AdvantageInputs, compute_
 from aem.algorithms.analysis import predicted_entropy_drift, quadrant_keep_mask, span_quadrants
 from aem.algorithms.modulation import modulate, response_entropy
 from aem.algorithms.shaping import overlong_penalty
+from aem.batch import SpanBatch
 from aem.envs import names as env_names
 from aem.envs.pool import EnvPool
 from aem.policy.compiled import compile_body
 from aem.policy.model import frozen_reference, save_policy
 from aem.policy.sampling import SamplingConfig
-from aem.policy.scoring import score_in_chunks
+from aem.policy.scoring import score
 from aem.policy.tokenizer import ACTION_CLOSE, AgentTokenIds
 from aem.policy.value import CriticModel
 from aem.report.curves import plot_run
-from aem.rollout import ModelResponder, TurnBatch, rollout
-from aem.trainer.batches import concat_batches, informative_groups, select_groups
+from aem.rollout import ModelResponder, rollout
 from aem.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from aem.trainer.config import ConfigError, TrainConfig
 from aem.trainer.metrics import MetricsWriter, PhaseTimer
 from aem.trainer.models import initial_policy, load_initial_policy
-from aem.trainer.update import UpdateBatch, trainable_parameters, update_critic, update_policy
+from aem.trainer.update import trainable_parameters, update_critic, update_policy
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class Trainer:
         group_size: int,
         temperature: float,
         generator: torch.Generator,
-    ) -> TurnBatch:
+    ) -> SpanBatch:
         cfg = self.config
         responder = ModelResponder(
             model=self.model,
@@ -214,7 +214,7 @@ class Trainer:
     def _task_seeds(self, count: int) -> list[int]:
         return [self.py_random.randrange(2**31) for _ in range(count)]
 
-    def collect(self) -> tuple[TurnBatch, dict[str, float]]:
+    def collect(self) -> tuple[SpanBatch, dict[str, float]]:
         """One iteration's training batch and the episode metrics of everything rolled out.
 
         With dynamic sampling (DAPO) groups whose trajectories all got the same return are dropped
@@ -226,7 +226,7 @@ class Trainer:
         if not self.algo.dynamic_sampling:
             return batch, episode_metrics(batch)
         rolled = [batch]
-        kept = select_groups(batch, informative_groups(batch))
+        kept = batch.select_groups(informative_groups(batch))
         refills = 0
         while _num_groups(kept) < r.tasks and refills < self.algo.max_refills:
             refills += 1
@@ -238,9 +238,9 @@ class Trainer:
                 self.sample_generator,
             )
             rolled.append(extra)
-            kept = concat_batches([kept, select_groups(extra, informative_groups(extra))])
-        kept = select_groups(kept, sorted(set(kept.group_id.tolist()))[: r.tasks])
-        stats = episode_metrics(concat_batches(rolled))
+            kept = SpanBatch.concat([kept, extra.select_groups(informative_groups(extra))])
+        kept = kept.select_groups(sorted(set(kept["group"].tolist()))[: r.tasks])
+        stats = episode_metrics(SpanBatch.concat(rolled))
         stats["rollout/informative_group_frac"] = len(informative_groups(batch)) / r.tasks
         stats["rollout/refills"] = float(refills)
         stats["rollout/kept_groups"] = float(_num_groups(kept))
@@ -248,24 +248,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ scoring
 
+    @torch.no_grad()
     def _score(
-        self, model: Any, body: torch.nn.Module | None, ids: Tensor, mask: Tensor, resp: Tensor
+        self, model: Any, body: torch.nn.Module | None, batch: SpanBatch
     ) -> tuple[Tensor, Tensor]:
-        out = score_in_chunks(
-            model,
-            ids,
-            mask,
-            resp,
-            rows_per_chunk=SCORE_ROWS,
-            temperature=max(self.config.rollout.temperature, 1e-6),
-            bf16=self.config.model.bf16,
-            body=body,
-        )
-        return out.log_probs, out.entropy
+        log_probs = torch.zeros(batch.span_mask().shape)
+        entropy = torch.zeros_like(log_probs)
+        for spans, chunk in batch.chunks(SCORE_ROWS):
+            out = score(
+                model,
+                chunk.input_ids,
+                chunk.attention_mask,
+                chunk.response_mask,
+                temperature=max(self.config.rollout.temperature, 1e-6),
+                bf16=self.config.model.bf16,
+                body=body,
+            )
+            log_probs[spans] = chunk.to_spans(out.log_probs)
+            entropy[spans] = chunk.to_spans(out.entropy)
+        return log_probs, entropy
 
-    def _scores(self, batch: TurnBatch, response_mask: Tensor) -> Tensor:
-        """Per-row scores (:meth:`TurnBatch.scores`) plus DAPO's overlong penalty when on."""
-        scores = batch.scores()
+    def _scores(self, batch: SpanBatch, response_mask: Tensor) -> Tensor:
+        """verl-agent's per-span score: the trajectory's return plus the span's own penalty
+        (``reward - env_reward``), plus DAPO's overlong penalty when on."""
+        scores = batch["episode_return"].float() + (batch["reward"] - batch["env_reward"])
         if self.algo.overlong_buffer:
             budget = self.config.rollout.max_response_tokens
             scores = scores + overlong_penalty(
@@ -289,44 +295,44 @@ class Trainer:
             record["throughput/tokens_per_s"] = record["throughput/tokens"] / record["time/total"]
         return record
 
-    def learn(self, batch: TurnBatch, timer: PhaseTimer) -> dict[str, Any]:
+    def learn(self, batch: SpanBatch, timer: PhaseTimer) -> dict[str, Any]:
         """Score ``batch`` (old log-probs + entropy), reference, advantage, AEM, update; each
         phase timed into ``timer``. Returns the metrics of these phases."""
         cfg, algo = self.config, self.algo
         record: dict[str, Any] = {}
-        if len(batch.response_ids) == 0:
+        if batch.num_rows == 0:
             return record
-        packed = batch.packed(self.tokenizer.pad_token_id)
-        rows = (packed.input_ids, packed.attention_mask, packed.response_mask)
-        response_mask = packed.span_mask()  # [S, R]: one span per turn, whatever the layout
+        response_mask = batch.span_mask()  # [S, W]: one span per turn, whatever the layout
 
         with timer.phase("scoring"):
-            old_log_probs, token_entropy = map(
-                packed.to_spans, self._score(self.model, self.policy_body, *rows)
-            )
-        ref_log_probs = None
+            old_log_probs, token_entropy = self._score(self.model, self.policy_body, batch)
+        batch["old_log_probs"], batch["entropy"] = old_log_probs, token_entropy
         if self.reference is not None:
             with timer.phase("reference"):
-                ref_log_probs = packed.to_spans(
-                    self._score(self.reference, self.reference_body, *rows)[0]
-                )
+                batch["ref_log_probs"] = self._score(self.reference, self.reference_body, batch)[0]
         values = None
         if self.critic is not None:
             with timer.phase("critic"), torch.no_grad():
-                values = packed.to_spans(
-                    self.critic.values(rows[0], rows[1], bf16=cfg.model.bf16, body=self.critic_body)
+                values = batch.to_spans(
+                    self.critic.values(
+                        batch.input_ids,
+                        batch.attention_mask,
+                        bf16=cfg.model.bf16,
+                        body=self.critic_body,
+                    )
                 )
+            batch["values"] = values
 
         with timer.phase("advantage"):
             inputs = AdvantageInputs(
                 response_mask=response_mask,
-                group_id=batch.group_id,
-                traj_id=batch.traj_id,
-                turn=batch.turn,
+                group_id=batch["group"],
+                traj_id=batch["traj"],
+                turn=batch["turn"],
                 scores=self._scores(batch, response_mask),
-                step_rewards=batch.reward,
+                step_rewards=batch["reward"],
                 values=values,
-                anchor_id=batch.anchor_id,
+                anchor_id=batch["anchor"],
             )
             advantage_config = AdvantageConfig(
                 norm_by_std=bool(algo.norm_by_std),
@@ -344,7 +350,7 @@ class Trainer:
                     advantages,
                     token_entropy,
                     response_mask,
-                    batch.group_id,
+                    batch["group"],
                     temperature=cfg.aem.temperature,
                     eps=cfg.aem.eps,
                 )
@@ -353,30 +359,22 @@ class Trainer:
                 span_entropy = response_entropy(token_entropy, response_mask)
                 weights = torch.ones_like(span_entropy)
 
-        drift = predicted_entropy_drift(span_advantage, span_entropy, batch.group_id, weights)
+        drift = predicted_entropy_drift(span_advantage, span_entropy, batch["group"], weights)
         record.update({key: float(value) for key, value in drift.items()})
         loss_mask = response_mask
         if cfg.analysis.mask_quadrant is not None:
-            quadrant = span_quadrants(span_advantage, span_entropy, batch.group_id)
+            quadrant = span_quadrants(span_advantage, span_entropy, batch["group"])
             keep = quadrant_keep_mask(quadrant, cfg.analysis.mask_quadrant)
             loss_mask = response_mask & keep[:, None]
             record["analysis/masked_span_frac"] = float((~keep).float().mean())
 
-        update = UpdateBatch(
-            packed=packed,
-            loss_mask=loss_mask,
-            old_log_probs=old_log_probs,
-            advantages=advantages,
-            ref_log_probs=ref_log_probs,
-            returns=returns if self.critic is not None else None,
-            old_values=values,
-        )
+        batch["advantages"], batch["returns"], batch["loss_mask"] = advantages, returns, loss_mask
         with timer.phase("update"):
             record.update(
                 update_policy(
                     self.model,
                     self.optimizer,
-                    update,
+                    batch,
                     algo,
                     cfg.optim,
                     self.shuffle_generator,
@@ -390,7 +388,7 @@ class Trainer:
                     update_critic(
                         self.critic,
                         self.critic_optimizer,
-                        update,
+                        batch,
                         cfg.optim,
                         self.shuffle_generator,
                         cfg.model.bf16,
@@ -408,9 +406,9 @@ class Trainer:
             record["drift/predicted_previous"] = self.previous_drift
         self.previous_entropy = entropy_now
         self.previous_drift = float(drift["drift/total"])
-        record["throughput/tokens"] = float(packed.attention_mask.sum())
-        record["rollout/rows"] = float(packed.input_ids.shape[0])
-        record["rollout/response_tokens"] = float(packed.span_length.float().mean())
+        record["throughput/tokens"] = float(batch.attention_mask.sum())
+        record["rollout/rows"] = float(batch.num_rows)
+        record["rollout/response_tokens"] = float(batch.span_length.float().mean())
         return record
 
     # ------------------------------------------------------------------ evaluation
@@ -486,13 +484,21 @@ class Trainer:
         self.metrics.close()
 
 
-def _num_groups(batch: TurnBatch) -> int:
-    return len(set(batch.group_id.tolist()))
+def _num_groups(batch: SpanBatch) -> int:
+    return len(set(batch["group"].tolist()))
 
 
-def episode_metrics(batch: TurnBatch) -> dict[str, float]:
+def informative_groups(batch: SpanBatch) -> list[int]:
+    """Groups whose trajectories did not all get the same return (their advantages are not 0)."""
+    returns: dict[int, set[float]] = {}
+    for record in batch.trajectories():
+        returns.setdefault(record.group_id, set()).add(record.episode_return)
+    return sorted(group for group, values in returns.items() if len(values) > 1)
+
+
+def episode_metrics(batch: SpanBatch) -> dict[str, float]:
     """Success overall and per task type, return, length, invalid-action rate (per trajectory)."""
-    trajectories = batch.trajectories
+    trajectories = batch.trajectories()
     if not trajectories:
         return {"rollout/trajectories": 0.0}
     out = {

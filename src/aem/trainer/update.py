@@ -1,13 +1,11 @@
 """The policy (and critic) update: PPO-style epochs over mini-batches of model rows (turns or
-trajectories, :class:`aem.policy.packing.PackedBatch`); the losses see one row per response span.
+trajectories, :class:`aem.batch.SpanBatch`); the losses see one row per response span.
 
 loss = policy loss (PPO clip / GSPO, chosen aggregation) + kl_coef * KL(pi || ref)
        - entropy_coef * entropy        (entropy_coef defaults to 0: AEM needs no bonus)
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -21,51 +19,14 @@ from aem.algorithms.losses import (
     entropy_bonus,
     get_policy_loss,
 )
-from aem.policy.packing import PackedBatch
+from aem.batch import SpanBatch
 from aem.policy.scoring import score
 from aem.policy.value import CriticModel
 from aem.trainer.config import AlgorithmConfig, OptimConfig
 
-
-@dataclass
-class UpdateBatch:
-    """Everything the update needs: the model rows and, per response span, ``[S, R]`` tensors
-    (span ``s`` as in ``packed``)."""
-
-    packed: PackedBatch
-    loss_mask: Tensor  # span tokens that enter the loss (Analysis A may drop some spans)
-    old_log_probs: Tensor
-    advantages: Tensor
-    ref_log_probs: Tensor | None = None
-    returns: Tensor | None = None
-    old_values: Tensor | None = None
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.packed.input_ids.shape[0])
-
-    def rows(self, index: Tensor) -> UpdateBatch:
-        """The model rows ``index`` and their spans."""
-        packed, spans = self.packed.select_rows(index)
-        values = {
-            name: None if value is None else value[spans]
-            for name, value in vars(self).items()
-            if name != "packed"
-        }
-        return UpdateBatch(packed=packed, **values)
-
-    def mini_batches(self, size: int, generator: torch.Generator) -> list[UpdateBatch]:
-        """Shuffled mini-batches of ``size`` model rows (the last may be smaller)."""
-        order = torch.randperm(self.num_rows, generator=generator)
-        return [self.rows(order[start : start + size]) for start in range(0, self.num_rows, size)]
-
-    def micro_batches(self, max_tokens: int) -> list[UpdateBatch]:
-        """This batch as rows of similar length, ``max_tokens`` padded tokens at most per
-        forward (:meth:`PackedBatch.length_groups`), each cropped to its attended columns."""
-        parts = [self.rows(group) for group in self.packed.length_groups(max_tokens)]
-        for part in parts:
-            part.packed = part.packed.cropped()
-        return parts
+POLICY_FIELDS = ("loss_mask", "old_log_probs", "advantages", "ref_log_probs")
+CRITIC_FIELDS = ("loss_mask", "returns", "values")
+"""The span fields each update reads (the others are not carried into its mini-batches)."""
 
 
 def loss_units(mask: Tensor, agg_mode: str) -> Tensor:
@@ -105,7 +66,7 @@ def _mean(values: list[float]) -> float:
 def update_policy(
     model: PreTrainedModel,
     optimizer: torch.optim.Optimizer,
-    batch: UpdateBatch,
+    batch: SpanBatch,
     algo: AlgorithmConfig,
     optim: OptimConfig,
     generator: torch.Generator,
@@ -121,16 +82,17 @@ def update_policy(
     loss_fn = get_policy_loss(algo.loss)
     loss_config = policy_loss_config(algo)
     log: dict[str, list[float]] = {}
+    batch = batch.keep(*POLICY_FIELDS)
     model.train()
     for _ in range(optim.epochs):
-        for part in batch.mini_batches(optim.mini_batch_rows, generator):
-            total = loss_units(part.loss_mask, algo.agg_mode)
+        for part in batch.minibatches(optim.mini_batch_rows, generator):
+            total = loss_units(part["loss_mask"], algo.agg_mode)
             if int(total) == 0:
                 continue
             optimizer.zero_grad(set_to_none=True)
             step: dict[str, float] = {}
-            for micro in part.micro_batches(optim.micro_batch_tokens):
-                share = float(loss_units(micro.loss_mask, algo.agg_mode) / total)
+            for micro in part.microbatches(optim.micro_batch_tokens):
+                share = float(loss_units(micro["loss_mask"], algo.agg_mode) / total)
                 if share == 0.0:
                     continue
                 loss, metrics = _policy_loss(
@@ -152,7 +114,7 @@ def update_policy(
 
 def _policy_loss(
     model: PreTrainedModel,
-    part: UpdateBatch,
+    part: SpanBatch,
     algo: AlgorithmConfig,
     loss_fn: PolicyLossFn,
     loss_config: PolicyLossConfig,
@@ -161,7 +123,7 @@ def _policy_loss(
     body: torch.nn.Module | None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Policy loss (+ KL, - entropy bonus) of one micro-batch and its metrics."""
-    mask, rows = part.loss_mask, part.packed
+    mask, rows = part["loss_mask"], part
     scored = score(
         model,
         rows.input_ids,
@@ -173,13 +135,15 @@ def _policy_loss(
         body=body,
     )
     log_probs = rows.to_spans(scored.log_probs)
-    pg_loss, pg_metrics = loss_fn(part.old_log_probs, log_probs, part.advantages, mask, loss_config)
+    pg_loss, pg_metrics = loss_fn(
+        part["old_log_probs"], log_probs, part["advantages"], mask, loss_config
+    )
     metrics = {f"actor/{key}": float(value.detach()) for key, value in pg_metrics.items()}
     metrics["actor/pg_loss"] = float(pg_loss.detach())
     loss = pg_loss
-    if part.ref_log_probs is not None and algo.kl_coef > 0:
+    if "ref_log_probs" in part and algo.kl_coef > 0:
         kl = aggregate_loss(
-            kl_penalty(log_probs, part.ref_log_probs, algo.kl_kind), mask, algo.agg_mode
+            kl_penalty(log_probs, part["ref_log_probs"], algo.kl_kind), mask, algo.agg_mode
         )
         loss = loss + algo.kl_coef * kl
         metrics["actor/kl"] = float(kl.detach())
@@ -192,7 +156,7 @@ def _policy_loss(
 def update_critic(
     critic: CriticModel,
     optimizer: torch.optim.Optimizer,
-    batch: UpdateBatch,
+    batch: SpanBatch,
     optim: OptimConfig,
     generator: torch.Generator,
     bf16: bool,
@@ -201,31 +165,29 @@ def update_critic(
 ) -> dict[str, float]:
     """Clipped value regression to the GAE returns (PPO's critic loss), token-mean; ``body``:
     the critic's compiled body (:meth:`CriticModel.values`)."""
-    if batch.returns is None or batch.old_values is None:
-        raise ValueError("update_critic needs batch.returns and batch.old_values")
+    if "returns" not in batch or "values" not in batch:
+        raise ValueError("update_critic needs the span fields 'returns' and 'values'")
     losses: list[float] = []
+    batch = batch.keep(*CRITIC_FIELDS)
     critic.train()
     for _ in range(optim.epochs):
-        for part in batch.mini_batches(optim.mini_batch_rows, generator):
-            total = loss_units(part.loss_mask, "token-mean")
+        for part in batch.minibatches(optim.mini_batch_rows, generator):
+            total = loss_units(part["loss_mask"], "token-mean")
             if int(total) == 0:
                 continue
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for micro in part.micro_batches(optim.micro_batch_tokens):
-                share = float(loss_units(micro.loss_mask, "token-mean") / total)
+            for micro in part.microbatches(optim.micro_batch_tokens):
+                share = float(loss_units(micro["loss_mask"], "token-mean") / total)
                 if share == 0.0:
                     continue
-                rows = micro.packed
-                values = rows.to_spans(
-                    critic.values(rows.input_ids, rows.attention_mask, bf16=bf16, body=body)
+                values = micro.to_spans(
+                    critic.values(micro.input_ids, micro.attention_mask, bf16=bf16, body=body)
                 )
-                old = micro.old_values
+                old, returns = micro["values"], micro["returns"]
                 clipped = old + (values - old).clamp(-value_clip, value_clip)
-                loss_mat = torch.maximum(
-                    (values - micro.returns) ** 2, (clipped - micro.returns) ** 2
-                )
-                loss = 0.5 * aggregate_loss(loss_mat, micro.loss_mask, "token-mean")
+                loss_mat = torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
+                loss = 0.5 * aggregate_loss(loss_mat, micro["loss_mask"], "token-mean")
                 (share * loss).backward()
                 step_loss += share * float(loss.detach())
             torch.nn.utils.clip_grad_norm_(optimized_parameters(optimizer), optim.grad_clip)

@@ -27,17 +27,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aem.agent import PromptConfig, parse_response
 from aem.algorithms._checks import require_int_at_least, require_positive
+from aem.batch import SpanBatch
 from aem.envs import TextEnv, make
 from aem.envs.household.search_expert import SearchExpert
 from aem.envs.pool import EnvPool
 from aem.envs.swe import build_task as build_swe_task
 from aem.envs.swe import expert_plan as swe_expert_plan
 from aem.envs.webshop import WebShopExpert
-from aem.policy.packing import PackedBatch, pack_trajectories, pack_turns
 from aem.policy.sampling import SamplingConfig, generate
 from aem.policy.scoring import score
 from aem.policy.tokenizer import ACTION_CLOSE, ACTION_OPEN, THINK_CLOSE, THINK_OPEN
-from aem.rollout import FunctionResponder, TurnBatch, TurnContext, encode_prompt, rollout
+from aem.rollout import FunctionResponder, TurnContext, encode_prompt, rollout
 
 ExpertPolicy = Callable[[dict[str, Any]], str]
 """The expert of one running episode: ``act(info) -> action``."""
@@ -217,9 +217,9 @@ def _expert_play(
     layout: str = "turn",
     tokenizer: PreTrainedTokenizerBase | None = None,
     max_prompt_tokens: int | None = None,
-) -> Iterator[tuple[TurnBatch, list[str]]]:
-    """Noisy-expert episodes in chunks: each chunk's turn batch (``layout``, tokenized when a
-    ``tokenizer`` is given) and the label text of each of its rows."""
+) -> Iterator[tuple[SpanBatch, list[str]]]:
+    """Noisy-expert episodes in chunks: each chunk's batch (``layout``, tokenized when a
+    ``tokenizer`` is given) and the label text of each of its turns."""
     require_int_at_least("num_episodes", num_episodes, 1)
     if labels not in ("taken", "expert"):
         raise ValueError(f"labels must be 'taken' or 'expert', got {labels!r}")
@@ -253,9 +253,9 @@ def _expert_play(
                 batch = rollout(
                     responder, pool, env_name, chunk, 1, max_turns, prompt, layout=layout
                 )
-            texts = batch.response_texts
+            texts = batch["response_text"]
             if labels == "expert":
-                keys = zip(batch.traj_id.tolist(), batch.turn.tolist(), strict=True)
+                keys = zip(batch["traj"].tolist(), batch["turn"].tolist(), strict=True)
                 texts = [expert_labels[key] for key in keys]
             yield batch, texts
     finally:
@@ -287,7 +287,7 @@ def expert_dataset(
     for batch, texts in _expert_play(
         env_name, num_episodes, noise, seed, prompt, max_turns, env_kwargs, labels, invalid_noise
     ):
-        pairs.extend(zip(batch.prompt_texts, texts, strict=True))
+        pairs.extend(zip(batch["prompt_text"], texts, strict=True))
     return pairs
 
 
@@ -329,9 +329,10 @@ def expert_trajectories(
     ):
         episodes: dict[int, list[SftTurn]] = {}
         lengths: dict[int, int] = {}
-        for row, traj in enumerate(batch.traj_id.tolist()):
-            trained = batch.response_texts[row] == texts[row]
-            turn = (batch.prompt_ids[row], batch.response_ids[row], trained)
+        tokens = batch.turn_tokens()
+        for span, traj in enumerate(batch["traj"].tolist()):
+            trained = batch["response_text"][span] == texts[span]
+            turn = (*tokens[span], trained)
             lengths[traj] = lengths.get(traj, 0) + len(turn[0]) + len(turn[1])
             if max_sequence_tokens is None or lengths[traj] <= max_sequence_tokens:
                 episodes.setdefault(traj, []).append(turn)
@@ -403,16 +404,14 @@ def supervised_finetune(
     return finetune_examples(model, examples, pad_id, steps, batch_size, lr, seed, bf16, cosine)
 
 
-def _pack_examples(examples: Sequence[Sequence[SftTurn]], pad_id: int) -> PackedBatch:
+def _pack_examples(examples: Sequence[Sequence[SftTurn]], pad_id: int) -> SpanBatch:
     """One right-padded row per example; the response mask keeps only the spans that carry
     loss."""
     turns = [turn for example in examples for turn in example]
-    prompts, responses = [t[0] for t in turns], [t[1] for t in turns]
-    if all(len(example) == 1 for example in examples):
-        packed = pack_turns(prompts, responses, pad_id, right_padded=True)
-    else:
-        owner = [k for k, example in enumerate(examples) for _ in example]
-        packed = pack_trajectories(prompts, responses, owner, pad_id)
+    owner = [k for k, example in enumerate(examples) for _ in example]
+    packed = SpanBatch.from_turns(
+        [t[0] for t in turns], [t[1] for t in turns], owner, "trajectory", pad_id
+    )
     for span, turn in enumerate(turns):
         if not turn[2]:
             row, start = int(packed.span_row[span]), int(packed.span_start[span])
