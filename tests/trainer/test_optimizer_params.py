@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from aem.batch import SpanBatch
+from aem.policy.model import trainable_parameters
+from aem.policy.runner import PolicyRunner
 from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.trainer.checkpoint import load_checkpoint, save_checkpoint
 from aem.trainer.config import AlgorithmConfig, OptimConfig, load_config
 from aem.trainer.loop import Trainer
-from aem.trainer.update import trainable_parameters, update_policy
+from aem.trainer.phases import update_policy
 from tiny_config import TINY
 
 LORA = [
@@ -46,7 +48,7 @@ def test_trainer_optimizers_hold_exactly_the_trainable_parameters(tmp_path, lora
     try:
         for module, optimizer in (
             (trainer.model, trainer.optimizer),
-            (trainer.critic, trainer.critic_optimizer),
+            (trainer.critic.critic, trainer.critic_optimizer),
         ):
             everything = list(module.named_parameters())
             if lora:  # independent expectation: the adapter matrices (and the critic's head)
@@ -99,7 +101,7 @@ def test_grad_norm_and_clipping_ignore_stale_gradients_of_frozen_parameters():
         optimizer = torch.optim.AdamW(trainable_parameters(model), lr=optim.lr)
         batch = update_batch(model.config.vocab_size)
         shuffle = torch.Generator().manual_seed(0)
-        metrics = update_policy(model, optimizer, batch, algo, optim, shuffle, 1.0, False)
+        metrics = update_policy(batch, PolicyRunner(model), optimizer, algo, optim, shuffle)
         results.append((metrics, {n: p.detach().clone() for n, p in model.named_parameters()}))
     (clean, clean_params), (dirty, dirty_params) = results
     assert clean["actor/grad_norm"] > optim.grad_clip  # clipping is active in both runs

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from aem.batch import SpanBatch
+from aem.policy.runner import CriticRunner, PolicyRunner
 from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.policy.value import CriticModel
 from aem.trainer.config import AlgorithmConfig, OptimConfig
-from aem.trainer.update import update_critic, update_policy
+from aem.trainer.phases import update_critic, update_policy
 
 AGG_MODES = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
 
@@ -53,10 +54,10 @@ def step(model, batch, algo, micro_batch_tokens, critic=False):
     if critic:
         model = CriticModel.from_causal_lm(model, seed=0)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
-        metrics = update_critic(model, optimizer, batch, optim, generator, bf16=False)
+        metrics = update_critic(batch, CriticRunner(model), optimizer, optim, generator)
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)  # the step is lr * gradient
-        metrics = update_policy(model, optimizer, batch, algo, optim, generator, 1.0, False)
+        metrics = update_policy(batch, PolicyRunner(model), optimizer, algo, optim, generator)
     return model, metrics
 
 

@@ -19,6 +19,8 @@ groups or spans.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -33,6 +35,7 @@ from aem.algorithms._checks import (
     require_shape,
     require_tensor,
 )
+from aem.algorithms.advantages import AdvantageInputs
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -346,3 +349,74 @@ def _modulation_stats(
         "aem/entropy_pos": masked_mean(entropy, counted & (advantage_sums > 0)),
         "aem/entropy_neg": masked_mean(entropy, counted & (advantage_sums < 0)),
     }
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class ModulationConfig:
+    """Hyper-parameters of the modulations: AEM's ``temperature`` (tau of Eq. 15) and ``eps``
+    (the entropy range under which a group is left alone)."""
+
+    temperature: float = 1.0
+    eps: float = 1e-6
+
+
+ModulationFn = Callable[[Tensor, Tensor, AdvantageInputs, ModulationConfig], Modulation]
+"""``fn(advantages [S, T], token_entropy [S, T], spans, config) -> Modulation``: rescale the base
+estimator's advantages of the spans (one row per response; ``spans`` is the per-span view the
+estimators get: mask, group, trajectory, turn, scores, ...). The result's ``span_entropy`` is the
+response entropy of Eq. 13 and ``weights`` the per-span weight (1 where nothing changed)."""
+
+_MODULATIONS: dict[str, ModulationFn] = {}
+
+
+def register_modulation(name: str) -> Callable[[ModulationFn], ModulationFn]:
+    """Decorator registering a :data:`ModulationFn` under ``name`` (a name holds one function)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"modulation name must be a non-empty str, got {name!r}")
+
+    def wrap(fn: ModulationFn) -> ModulationFn:
+        if name in _MODULATIONS and _MODULATIONS[name] is not fn:
+            raise ValueError(f"modulation name {name!r} is already registered")
+        _MODULATIONS[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_modulation(name: str) -> ModulationFn:
+    """The modulation registered as ``name``; unknown names raise listing the valid ones."""
+    if name not in _MODULATIONS:
+        raise ValueError(f"modulation must be one of {modulations()}, got {name!r}")
+    return _MODULATIONS[name]
+
+
+def modulations() -> list[str]:
+    """Registered modulation names, sorted."""
+    return sorted(_MODULATIONS)
+
+
+@register_modulation("aem")
+def aem_modulation(
+    advantages: Tensor, token_entropy: Tensor, spans: AdvantageInputs, config: ModulationConfig
+) -> Modulation:
+    """AEM (Eq. 13-15) over the spans' task groups: :func:`modulate`."""
+    return modulate(
+        advantages,
+        token_entropy,
+        spans.response_mask,
+        spans.group_id,
+        temperature=config.temperature,
+        eps=config.eps,
+    )
+
+
+@register_modulation("none")
+def no_modulation(
+    advantages: Tensor, token_entropy: Tensor, spans: AdvantageInputs, config: ModulationConfig
+) -> Modulation:
+    """The base estimator alone: advantages unchanged, weight 1, no statistics."""
+    entropy = response_entropy(token_entropy, spans.response_mask)
+    return Modulation(advantages, entropy, torch.ones_like(entropy), {})

@@ -266,6 +266,10 @@ class TrainConfig(_Section):
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
 
+    def modulation_name(self) -> str:
+        """The modulation of the advantages: ``aem`` when ``aem.enabled``, else ``none``."""
+        return "aem" if self.aem.enabled else "none"
+
     @model_validator(mode="after")
     def _check_heads(self) -> TrainConfig:
         tiny = self.model.tiny

@@ -1,5 +1,7 @@
-"""The training loop: rollout -> score (old log-probs + entropy) -> reference -> advantage -> AEM
--> update, with metrics, evaluation, atomic checkpoints and resume."""
+"""The training loop: collect a :class:`~aem.batch.SpanBatch` (rollout, DAPO's dynamic sampling),
+then learn from it through the phases of :mod:`aem.trainer.phases` (score -> reference -> values
+-> advantages -> modulation -> analysis -> update -> metrics), with evaluation, atomic
+checkpoints and resume."""
 
 from __future__ import annotations
 
@@ -12,34 +14,28 @@ from typing import Any
 
 import torch
 import yaml
-from torch import Tensor
 
 from aem.agent import PromptConfig
-from aem.algorithms.advantages import AdvantageConfig, AdvantageInputs, compute_advantages
-from aem.algorithms.analysis import predicted_entropy_drift, quadrant_keep_mask, span_quadrants
-from aem.algorithms.modulation import modulate, response_entropy
-from aem.algorithms.shaping import overlong_penalty
+from aem.algorithms.modulation import ModulationConfig
 from aem.batch import SpanBatch
 from aem.envs import names as env_names
 from aem.envs.pool import EnvPool
-from aem.policy.compiled import compile_body
-from aem.policy.model import frozen_reference, save_policy
+from aem.policy.model import frozen_reference, save_policy, trainable_parameters
+from aem.policy.runner import CriticRunner, PolicyRunner
 from aem.policy.sampling import SamplingConfig
-from aem.policy.scoring import score
 from aem.policy.tokenizer import ACTION_CLOSE, AgentTokenIds
 from aem.policy.value import CriticModel
 from aem.report.curves import plot_run
 from aem.rollout import ModelResponder, rollout
+from aem.trainer import phases
 from aem.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from aem.trainer.config import ConfigError, TrainConfig
 from aem.trainer.metrics import MetricsWriter, PhaseTimer
 from aem.trainer.models import initial_policy, load_initial_policy
-from aem.trainer.update import trainable_parameters, update_critic, update_policy
 
 logger = logging.getLogger(__name__)
 
 EVAL_SPLITS = {"household": "valid_seen", "webshop": "valid"}
-SCORE_ROWS = 64  # rows per no-grad scoring chunk
 
 
 class Trainer:
@@ -84,9 +80,12 @@ class Trainer:
                 yaml.safe_dump(cfg.model_dump(), sort_keys=False)
             )
         self.model.eval()
+        run = {"bf16": cfg.model.bf16, "compile": cfg.model.compile}
+        self.policy = PolicyRunner(self.model, cfg.rollout.temperature, **run)
         self.reference = None
         if self.algo.kl_coef > 0:
-            self.reference = frozen_reference(self.model)
+            reference = frozen_reference(self.model)
+            self.reference = PolicyRunner(reference, cfg.rollout.temperature, **run)
         self.optimizer = torch.optim.AdamW(
             trainable_parameters(self.model),
             lr=cfg.optim.lr,
@@ -95,16 +94,11 @@ class Trainer:
         self.critic = None
         self.critic_optimizer = None
         if self.algo.estimator == "gae":
-            self.critic = CriticModel.from_causal_lm(self.model, seed=cfg.seed).eval()
+            critic = CriticModel.from_causal_lm(self.model, seed=cfg.seed).eval()
+            self.critic = CriticRunner(critic, **run)
             self.critic_optimizer = torch.optim.AdamW(
-                trainable_parameters(self.critic), lr=self.algo.critic_lr
+                trainable_parameters(critic), lr=self.algo.critic_lr
             )
-        # model.compile: compiled wrappers of the bodies (None: run the modules eagerly).
-        self.policy_body = self._compiled(self.model.base_model)
-        self.reference_body = (
-            None if self.reference is None else self._compiled(self.reference.base_model)
-        )
-        self.critic_body = None if self.critic is None else self._compiled(self.critic.body)
         self.tokens = AgentTokenIds.of(self.tokenizer)
         env_kwargs = {
             "split": cfg.env.split,
@@ -131,13 +125,10 @@ class Trainer:
             self.metrics.truncate_after(int(meta["iteration"]))
             logger.info("resumed %s at iteration %d", self.run_dir, self.start_iteration)
 
-    def _compiled(self, body: torch.nn.Module) -> torch.nn.Module | None:
-        return compile_body(body) if self.config.model.compile else None
-
     def _modules(self) -> dict[str, torch.nn.Module]:
         modules: dict[str, torch.nn.Module] = {"policy": self.model}
         if self.critic is not None:
-            modules["critic"] = self.critic
+            modules["critic"] = self.critic.critic
         return modules
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -169,13 +160,12 @@ class Trainer:
         """Responses end at ``</action>``: one stop token when the tokenizer has it (the tiny
         model), else a stop string (pretrained vocabularies split it into several tokens)."""
         close = self.tokens.action_close
-        return SamplingConfig(
+        return self.policy.sampling(
+            temperature,
             max_new_tokens=self.config.rollout.max_response_tokens,
-            temperature=temperature,
             top_p=self.config.rollout.top_p,
             stop_token_ids=() if close is None else (close,),
             stop_strings=(ACTION_CLOSE,) if close is None else (),
-            bf16=self.config.model.bf16,
         )
 
     def _prompt(self) -> PromptConfig:
@@ -248,40 +238,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ scoring
 
-    @torch.no_grad()
-    def _score(
-        self, model: Any, body: torch.nn.Module | None, batch: SpanBatch
-    ) -> tuple[Tensor, Tensor]:
-        log_probs = torch.zeros(batch.span_mask().shape)
-        entropy = torch.zeros_like(log_probs)
-        for spans, chunk in batch.chunks(SCORE_ROWS):
-            out = score(
-                model,
-                chunk.input_ids,
-                chunk.attention_mask,
-                chunk.response_mask,
-                temperature=max(self.config.rollout.temperature, 1e-6),
-                bf16=self.config.model.bf16,
-                body=body,
-            )
-            log_probs[spans] = chunk.to_spans(out.log_probs)
-            entropy[spans] = chunk.to_spans(out.entropy)
-        return log_probs, entropy
-
-    def _scores(self, batch: SpanBatch, response_mask: Tensor) -> Tensor:
-        """verl-agent's per-span score: the trajectory's return plus the span's own penalty
-        (``reward - env_reward``), plus DAPO's overlong penalty when on."""
-        scores = batch["episode_return"].float() + (batch["reward"] - batch["env_reward"])
-        if self.algo.overlong_buffer:
-            budget = self.config.rollout.max_response_tokens
-            scores = scores + overlong_penalty(
-                response_mask.sum(dim=1),
-                budget,
-                self.algo.overlong_buffer * budget,
-                self.algo.overlong_factor,
-            )
-        return scores
-
     # ------------------------------------------------------------------ one iteration
 
     def iteration(self, it: int) -> dict[str, Any]:
@@ -296,120 +252,47 @@ class Trainer:
         return record
 
     def learn(self, batch: SpanBatch, timer: PhaseTimer) -> dict[str, Any]:
-        """Score ``batch`` (old log-probs + entropy), reference, advantage, AEM, update; each
-        phase timed into ``timer``. Returns the metrics of these phases."""
+        """Learn from ``batch``: the phases of :mod:`aem.trainer.phases` in order, each timed
+        into ``timer``. Returns their metrics."""
         cfg, algo = self.config, self.algo
-        record: dict[str, Any] = {}
         if batch.num_rows == 0:
-            return record
-        response_mask = batch.span_mask()  # [S, W]: one span per turn, whatever the layout
-
+            return {}
+        record: dict[str, Any] = {}
         with timer.phase("scoring"):
-            old_log_probs, token_entropy = self._score(self.model, self.policy_body, batch)
-        batch["old_log_probs"], batch["entropy"] = old_log_probs, token_entropy
+            phases.score(batch, self.policy)
         if self.reference is not None:
             with timer.phase("reference"):
-                batch["ref_log_probs"] = self._score(self.reference, self.reference_body, batch)[0]
-        values = None
+                phases.reference(batch, self.reference)
         if self.critic is not None:
-            with timer.phase("critic"), torch.no_grad():
-                values = batch.to_spans(
-                    self.critic.values(
-                        batch.input_ids,
-                        batch.attention_mask,
-                        bf16=cfg.model.bf16,
-                        body=self.critic_body,
-                    )
-                )
-            batch["values"] = values
-
+            with timer.phase("critic"):
+                phases.values(batch, self.critic)
         with timer.phase("advantage"):
-            inputs = AdvantageInputs(
-                response_mask=response_mask,
-                group_id=batch["group"],
-                traj_id=batch["traj"],
-                turn=batch["turn"],
-                scores=self._scores(batch, response_mask),
-                step_rewards=batch["reward"],
-                values=values,
-                anchor_id=batch["anchor"],
-            )
-            advantage_config = AdvantageConfig(
-                norm_by_std=bool(algo.norm_by_std),
-                grpo_stats=algo.grpo_stats,
-                gamma=algo.gamma,
-                lam=algo.lam,
-            )
-            advantages, returns = compute_advantages(algo.estimator, inputs, advantage_config)
-
-        counts = response_mask.sum(dim=1).clamp(min=1)
-        span_advantage = (advantages * response_mask).sum(dim=1) / counts
+            phases.advantages(batch, algo, cfg.rollout.max_response_tokens)
         with timer.phase("aem"):
-            if cfg.aem.enabled:
-                advantages, span_entropy, weights, aem_stats = modulate(
-                    advantages,
-                    token_entropy,
-                    response_mask,
-                    batch["group"],
-                    temperature=cfg.aem.temperature,
-                    eps=cfg.aem.eps,
-                )
-                record.update({key: float(value) for key, value in aem_stats.items()})
-            else:
-                span_entropy = response_entropy(token_entropy, response_mask)
-                weights = torch.ones_like(span_entropy)
-
-        drift = predicted_entropy_drift(span_advantage, span_entropy, batch["group"], weights)
-        record.update({key: float(value) for key, value in drift.items()})
-        loss_mask = response_mask
-        if cfg.analysis.mask_quadrant is not None:
-            quadrant = span_quadrants(span_advantage, span_entropy, batch["group"])
-            keep = quadrant_keep_mask(quadrant, cfg.analysis.mask_quadrant)
-            loss_mask = response_mask & keep[:, None]
-            record["analysis/masked_span_frac"] = float((~keep).float().mean())
-
-        batch["advantages"], batch["returns"], batch["loss_mask"] = advantages, returns, loss_mask
+            modulation = ModulationConfig(temperature=cfg.aem.temperature, eps=cfg.aem.eps)
+            record.update(phases.modulate(batch, cfg.modulation_name(), modulation))
+        record.update(phases.analysis(batch, cfg.analysis.mask_quadrant))
         with timer.phase("update"):
+            optim, generator = cfg.optim, self.shuffle_generator
             record.update(
-                update_policy(
-                    self.model,
-                    self.optimizer,
-                    batch,
-                    algo,
-                    cfg.optim,
-                    self.shuffle_generator,
-                    max(cfg.rollout.temperature, 1e-6),
-                    cfg.model.bf16,
-                    body=self.policy_body,
-                )
+                phases.update_policy(batch, self.policy, self.optimizer, algo, optim, generator)
             )
             if self.critic is not None:
-                record.update(
-                    update_critic(
-                        self.critic,
-                        self.critic_optimizer,
-                        batch,
-                        cfg.optim,
-                        self.shuffle_generator,
-                        cfg.model.bf16,
-                        body=self.critic_body,
-                    )
-                )
-
-        entropy_now = float(span_entropy.mean())
-        record["entropy/response_mean"] = entropy_now
-        record["entropy/token_mean"] = float(token_entropy[response_mask].mean())
-        record["advantage/positive_span_frac"] = float((span_advantage > 0).float().mean())
-        record["aem/weight_span_std"] = float(weights.std()) if weights.numel() > 1 else 0.0
-        if self.previous_entropy is not None:
-            record["drift/measured_change"] = entropy_now - self.previous_entropy
-            record["drift/predicted_previous"] = self.previous_drift
-        self.previous_entropy = entropy_now
-        self.previous_drift = float(drift["drift/total"])
-        record["throughput/tokens"] = float(batch.attention_mask.sum())
-        record["rollout/rows"] = float(batch.num_rows)
-        record["rollout/response_tokens"] = float(batch.span_length.float().mean())
+                critic_step = (self.critic, self.critic_optimizer, optim, generator)
+                record.update(phases.update_critic(batch, *critic_step))
+        record.update(phases.metrics(batch))
+        record.update(self._measured_drift(record))
         return record
+
+    def _measured_drift(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The entropy change since the last batch beside the drift that batch predicted."""
+        entropy_now = record["entropy/response_mean"]
+        out = {}
+        if self.previous_entropy is not None:
+            out["drift/measured_change"] = entropy_now - self.previous_entropy
+            out["drift/predicted_previous"] = self.previous_drift
+        self.previous_entropy, self.previous_drift = entropy_now, record["drift/total"]
+        return out
 
     # ------------------------------------------------------------------ evaluation
 

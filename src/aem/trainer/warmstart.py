@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
-from aem.agent import PromptConfig, parse_response
+from aem.agent import PromptConfig
 from aem.algorithms._checks import require_int_at_least, require_positive
 from aem.batch import SpanBatch
 from aem.envs import TextEnv, make
@@ -34,8 +34,7 @@ from aem.envs.pool import EnvPool
 from aem.envs.swe import build_task as build_swe_task
 from aem.envs.swe import expert_plan as swe_expert_plan
 from aem.envs.webshop import WebShopExpert
-from aem.policy.sampling import SamplingConfig, generate
-from aem.policy.scoring import score
+from aem.policy.runner import PolicyRunner
 from aem.policy.tokenizer import ACTION_CLOSE, ACTION_OPEN, THINK_CLOSE, THINK_OPEN
 from aem.rollout import FunctionResponder, TurnContext, encode_prompt, rollout
 
@@ -383,14 +382,13 @@ def sft_lr_factor(step: int, steps: int, warmup: float = 0.05, floor: float = 0.
 
 
 def supervised_finetune(
-    model: PreTrainedModel,
+    policy: PolicyRunner,
     tokenizer: PreTrainedTokenizerBase,
     pairs: Sequence[tuple[str, str]],
     steps: int,
     batch_size: int,
     lr: float,
     seed: int,
-    bf16: bool = False,
     max_prompt_tokens: int = 512,
     cosine: bool = False,
 ) -> list[float]:
@@ -401,7 +399,7 @@ def supervised_finetune(
     prompts, responses = tokenize_pairs(tokenizer, pairs, max_prompt_tokens)
     examples = [[(p, r, True)] for p, r in zip(prompts, responses, strict=True)]
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    return finetune_examples(model, examples, pad_id, steps, batch_size, lr, seed, bf16, cosine)
+    return finetune_examples(policy, examples, pad_id, steps, batch_size, lr, seed, cosine)
 
 
 def _pack_examples(examples: Sequence[Sequence[SftTurn]], pad_id: int) -> SpanBatch:
@@ -420,17 +418,17 @@ def _pack_examples(examples: Sequence[Sequence[SftTurn]], pad_id: int) -> SpanBa
 
 
 def finetune_examples(
-    model: PreTrainedModel,
+    policy: PolicyRunner,
     examples: Sequence[Sequence[SftTurn]],
     pad_id: int,
     steps: int,
     batch_size: int,
     lr: float,
     seed: int,
-    bf16: bool = False,
     cosine: bool = False,
 ) -> list[float]:
-    """Behaviour cloning: AdamW on the mean negative log-likelihood of the trained response
+    """Behaviour cloning of ``policy``'s model (at temperature 1, in the runner's precision):
+    AdamW on the mean negative log-likelihood of the trained response
     tokens (prompt tokens carry no loss), gradient norm clipped to 1.0, learning rate ``lr``
     (times :func:`sft_lr_factor`, warm-up then cosine decay, if ``cosine``). An example is one
     model row: one turn (:func:`supervised_finetune`) or a whole trajectory
@@ -445,6 +443,7 @@ def finetune_examples(
     require_int_at_least("steps", steps, 1)
     require_int_at_least("batch_size", batch_size, 1)
     require_positive("lr", lr)
+    model = policy.model
     device = model.get_input_embeddings().weight.device
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -465,9 +464,7 @@ def finetune_examples(
                 t.to(device)
                 for t in (packed.input_ids, packed.attention_mask, packed.response_mask)
             )
-            out = score(
-                model, input_ids, attention_mask, response_mask, compute_entropy=False, bf16=bf16
-            )
+            out = policy.score(input_ids, attention_mask, response_mask, compute_entropy=False)
             loss = -(out.log_probs * response_mask).sum() / response_mask.sum().clamp(min=1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -479,19 +476,3 @@ def finetune_examples(
         optimizer.zero_grad(set_to_none=True)
         model.train(was_training)
     return losses
-
-
-def well_formed_rate(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
-    sampling: SamplingConfig,
-    seed: int,
-    max_prompt_tokens: int,
-) -> float:
-    """Fraction of ``prompts`` whose sampled response :func:`aem.agent.parse_response` accepts."""
-    if len(prompts) == 0:
-        raise ValueError("prompts must not be empty")
-    ids = [encode_prompt(tokenizer, p, max_prompt_tokens) for p in prompts]
-    out = generate(model, tokenizer, ids, sampling, torch.Generator().manual_seed(seed))
-    return sum(parse_response(text).well_formed for text in out.texts) / len(prompts)
