@@ -24,12 +24,11 @@ from typing import Any
 import torch
 import transformers
 
-from aem.envs import register
+from aem.envs import register, spec
 from aem.envs.household import HouseholdEnv
 from aem.trainer.config import load_config
 from aem.trainer.loop import Trainer
 from aem.trainer.metrics import read_metrics
-from aem.trainer.warmstart import OBSERVATION_EXPERTS
 from tiny_config import TINY
 
 FIXTURE = Path(__file__).with_name("fixtures") / "reproduction.json"
@@ -44,8 +43,7 @@ class ValidStepHousehold(HouseholdEnv):
 
 
 ENV = "valid-step-household"
-register(ENV)(ValidStepHousehold)
-OBSERVATION_EXPERTS[ENV] = OBSERVATION_EXPERTS["household"]  # the warm start's expert
+register(ENV, ValidStepHousehold, observation_expert=spec("household").observation_expert)
 
 BASE = (
     *TINY,

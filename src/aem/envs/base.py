@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from aem.validation import require_finite_number, require_int_at_least
 
@@ -40,6 +40,23 @@ class TextEnv(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (processes, temporary folders)."""
+
+
+class AgentView(Protocol):
+    """What an agent knows on one turn of an episode (:class:`aem.rollout.TurnContext` is one):
+    the task, the current observation and info, the earlier ``(observation, action)`` pairs, and
+    the turn number from 0."""
+
+    @property
+    def task(self) -> str: ...
+    @property
+    def observation(self) -> str: ...
+    @property
+    def info(self) -> dict[str, Any]: ...
+    @property
+    def history(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def turn(self) -> int: ...
 
 
 TASK_OPTION_KEYS = frozenset({"task_index", "task_type"})

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from aem.envs import spec as env_spec
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -28,7 +30,7 @@ class _Section(BaseModel):
 class EnvConfig(_Section):
     name: str = "household"
     split: str = "train"
-    eval_split: str | None = Field(None, description="default: valid_seen / valid")
+    eval_split: str | None = Field(None, description="None: the environment's evaluation split")
     max_turns: int = Field(20, ge=1)
     success_reward: float = 10.0
     invalid_penalty: float = Field(
@@ -36,18 +38,17 @@ class EnvConfig(_Section):
     )
     workers: int = Field(0, ge=0, description="0: environments in the trainer's process")
     kwargs: dict[str, Any] | None = Field(
-        None, description="extra env arguments; None = ENV_DEFAULT_KWARGS of the env"
+        None, description="extra env arguments; None: the environment's default arguments"
     )
 
     def env_kwargs(self) -> dict[str, Any]:
-        """``kwargs``, or the defaults of this environment when unset."""
-        return dict(ENV_DEFAULT_KWARGS.get(self.name, {}) if self.kwargs is None else self.kwargs)
+        """``kwargs``, or the default arguments of this environment (its ``EnvSpec``) when
+        unset."""
+        return dict(env_spec(self.name).default_kwargs if self.kwargs is None else self.kwargs)
 
-
-ENV_DEFAULT_KWARGS: dict[str, dict[str, Any]] = {
-    "household": {"scene_config": {"receptacle_scale": 0.25, "distractors": [1, 3]}},
-}
-"""Small household scenes by default: the tiny from-scratch model's main job fits in 15 min."""
+    def evaluation_split(self) -> str:
+        """``eval_split``, or the environment's evaluation split when unset."""
+        return self.eval_split or env_spec(self.name).eval_split
 
 
 class TinyModelConfig(_Section):

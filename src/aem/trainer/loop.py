@@ -35,8 +35,6 @@ from aem.trainer.models import initial_policy, load_initial_policy
 
 logger = logging.getLogger(__name__)
 
-EVAL_SPLITS = {"household": "valid_seen", "webshop": "valid"}
-
 
 class Trainer:
     """One run: ``Trainer(config, run_dir).train()``; ``resume=True`` continues ``run_dir``."""
@@ -301,7 +299,7 @@ class Trainer:
         cfg = self.config
         if self._eval_pool is None:
             kwargs = {
-                "split": cfg.env.eval_split or EVAL_SPLITS.get(cfg.env.name, "valid"),
+                "split": cfg.env.evaluation_split(),
                 "max_steps": cfg.env.max_turns,
                 "success_reward": cfg.env.success_reward,
                 **cfg.env.env_kwargs(),

@@ -14,6 +14,7 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aem.agent import PromptConfig
+from aem.envs import spec as env_spec
 from aem.policy.lora import LoraSpec, apply_lora
 from aem.policy.model import load_policy, save_policy
 from aem.policy.pretrained import PRETRAINED, load_pretrained
@@ -22,7 +23,6 @@ from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.trainer.config import TrainConfig
 from aem.trainer.warmstart import (
-    OBSERVATION_EXPERTS,
     corpus_texts,
     expert_dataset,
     expert_trajectories,
@@ -65,7 +65,7 @@ def initial_policy(
         start = time.perf_counter()
         labels = warm.labels
         if labels == "auto":
-            labels = "expert" if cfg.env.name in OBSERVATION_EXPERTS else "taken"
+            labels = "expert" if env_spec(cfg.env.name).observation_expert else "taken"
         play = dict(
             env_name=cfg.env.name,
             num_episodes=warm.episodes,

@@ -2,16 +2,14 @@
 
 The paper starts RL from an instruct model that already answers in the agent format. A tiny
 model trained from scratch gets the same starting point here: it imitates episodes played by the
-environment's scripted expert with probability ``noise`` of a random admissible action instead
-(the label is always the action actually taken), so it learns the response grammar
-``<think></think><action>...</action>`` and the flavour of good actions while staying far from
-solving the tasks. The episodes are played by :func:`aem.rollout.rollout` itself, so the warm
+environment's scripted expert (its :class:`aem.envs.EnvSpec`), which plays a random admissible
+action with probability ``noise`` and, with probability ``invalid_noise``, a refused one. Each
+turn is labelled either with the action played (``labels="taken"``) or with the noise-free
+expert's action in the state the noisy play reached (``labels="expert"``, DAgger-style; it needs
+an observation expert, whose choice is a function of the prompt), so the model learns the
+response grammar ``<think></think><action>...</action>``, the flavour of good actions and how to
+recover from a detour. The episodes are played by :func:`aem.rollout.rollout` itself, so the warm
 start sees exactly the prompts RL will see.
-
-The household expert is observation-only (:mod:`aem.envs.household.search_expert`): it decides
-from the task, the observation, the admissible commands and the prompt's history window, so its
-choices are a function of the imitating model's input. WebShop's expert reads the goal's hidden
-attributes through a shadow environment.
 """
 
 from __future__ import annotations
@@ -28,54 +26,17 @@ from transformers import PreTrainedTokenizerBase
 from aem.agent import PromptConfig
 from aem.algorithms._checks import require_int_at_least, require_positive
 from aem.batch import SpanBatch
-from aem.envs import TextEnv, make
-from aem.envs.household.search_expert import SearchExpert
+from aem.envs import TextEnv, make, spec
 from aem.envs.pool import EnvPool
-from aem.envs.swe import build_task as build_swe_task
-from aem.envs.swe import expert_plan as swe_expert_plan
-from aem.envs.webshop import WebShopExpert
 from aem.policy.runner import PolicyRunner
 from aem.policy.tokenizer import ACTION_CLOSE, ACTION_OPEN, THINK_CLOSE, THINK_OPEN
 from aem.rollout import FunctionResponder, TurnContext, encode_prompt, rollout
-
-ExpertPolicy = Callable[[dict[str, Any]], str]
-"""The expert of one running episode: ``act(info) -> action``."""
-
-ObservationExpert = Callable[[TurnContext, int], str]
-"""An expert that needs no hidden state: ``act(context, history_length) -> action``."""
 
 SEARCH_PLACEHOLDER = "<your query>"
 """WebShop's admissible ``search[<your query>]``; a random agent fills in words of the task."""
 
 _EPISODE_CHUNK = 32
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
-
-
-def _household_expert(context: TurnContext, history_length: int) -> str:
-    return SearchExpert(history_length).act(
-        context.task, context.observation, context.info["admissible_commands"], context.history
-    )
-
-
-def _webshop_expert(env: TextEnv) -> ExpertPolicy:
-    return WebShopExpert(env.goal).act  # type: ignore[attr-defined]
-
-
-def _swe_expert(context: TurnContext, history_length: int) -> str:
-    """The repair plan of the episode's task (from its split and index), one step per turn."""
-    plan = swe_expert_plan(build_swe_task(context.info["split"], context.info["task_index"]))
-    return plan[min(context.turn, len(plan) - 1)]
-
-
-OBSERVATION_EXPERTS: dict[str, ObservationExpert] = {
-    "household": _household_expert,
-    "swe": _swe_expert,
-}
-"""Environment name -> expert that acts on what the prompt shows (no shadow environment)."""
-
-EXPERTS: dict[str, Callable[[TextEnv], ExpertPolicy]] = {"webshop": _webshop_expert}
-"""Environment name -> builder of the hidden-state expert for an episode just reset in that
-environment (played through a shadow environment)."""
 
 
 def format_response(action: str) -> str:
@@ -86,8 +47,8 @@ def format_response(action: str) -> str:
 class NoisyExpert:
     """An actor for :class:`aem.rollout.FunctionResponder` that plays the scripted expert.
 
-    An observation-only expert (:data:`OBSERVATION_EXPERTS`) sees the turn's context with the
-    prompt's ``history_length``. A hidden-state expert (:data:`EXPERTS`) needs state the pool
+    The expert is the environment's (:class:`aem.envs.EnvSpec`). An observation expert sees the
+    turn's context with the prompt's ``history_length``. An episode expert needs state the pool
     does not expose, so each pool environment is then mirrored by a private shadow environment:
     reset with the same seed and options on turn 0, then stepped with the action the trajectory
     took last (environments are deterministic, and a diverging mirror raises). With probability
@@ -106,9 +67,9 @@ class NoisyExpert:
         history_length: int = 2,
         invalid_noise: float = 0.0,
     ) -> None:
-        known = sorted({*EXPERTS, *OBSERVATION_EXPERTS})
-        if env_name not in known:
-            raise ValueError(f"env_name must be one of {known}, got {env_name!r}")
+        self.spec = spec(env_name)
+        if not self.spec.has_expert:
+            raise ValueError(f"environment {env_name!r} has no expert to imitate (EnvSpec)")
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"noise must be in [0, 1], got {noise!r}")
         if not 0.0 <= invalid_noise <= 1.0:
@@ -121,25 +82,24 @@ class NoisyExpert:
         self.history_length = history_length
         self._rng = random.Random(seed)
         self._shadows: dict[int, TextEnv] = {}
-        self._experts: dict[int, ExpertPolicy] = {}
+        self._experts: dict[int, Callable[[dict[str, Any]], str]] = {}
 
     def __call__(self, prompts: list[str], contexts: list[TurnContext]) -> list[str]:
         return [format_response(self.action(context)) for context in contexts]
 
     def expert_action(self, context: TurnContext) -> str:
-        """The noise-free action of an observation-only expert for ``context`` (a function of
-        what the prompt shows, so it is the label of that prompt)."""
-        observation_expert = OBSERVATION_EXPERTS.get(self.env_name)
+        """The noise-free action of an observation expert for ``context`` (a function of what
+        the prompt shows, so it is the label of that prompt)."""
+        observation_expert = self.spec.observation_expert
         if observation_expert is None:
             raise ValueError(
-                f"expert labels need an observation-only expert; {self.env_name!r} has none "
-                f"(have: {sorted(OBSERVATION_EXPERTS)})"
+                f"expert labels need an observation expert; {self.env_name!r} has none (EnvSpec)"
             )
         return observation_expert(context, self.history_length)
 
     def action(self, context: TurnContext) -> str:
         """The (possibly noisy) expert action for this turn of ``context``'s trajectory."""
-        observation_expert = OBSERVATION_EXPERTS.get(self.env_name)
+        observation_expert = self.spec.observation_expert
         info = context.info if observation_expert is not None else self._mirror(context)
         admissible = list(info.get("admissible_commands", []))
         if admissible and self._rng.random() < self.noise:
@@ -156,7 +116,8 @@ class NoisyExpert:
             shadow = self._shadows.get(index) or make(self.env_name, **self.env_kwargs)
             self._shadows[index] = shadow
             observation, info = shadow.reset(seed=context.seed, options=context.reset_options)
-            self._experts[index] = EXPERTS[self.env_name](shadow)
+            assert self.spec.episode_expert is not None
+            self._experts[index] = self.spec.episode_expert(shadow)
         else:
             shadow = self._shadows[index]
             observation, _, _, _, info = shadow.step(context.history[-1][1])
@@ -279,7 +240,7 @@ def expert_dataset(
     labels a turn with the action played (noise included); ``labels="expert"`` with the
     noise-free expert's action in the state the noisy play reached (DAgger-style: the noise only
     widens the states seen, so the model also learns to recover from detours). Expert labels
-    need an observation-only expert (:data:`OBSERVATION_EXPERTS`); ``invalid_noise`` (refused
+    need an observation expert (:class:`aem.envs.EnvSpec`); ``invalid_noise`` (refused
     actions, see :class:`NoisyExpert`) needs expert labels, so no label is a refused action.
     """
     pairs: list[tuple[str, str]] = []

@@ -12,7 +12,6 @@ from aem.envs.base import (
     check_task_index,
     choose_task_index,
 )
-from aem.envs.registry import register
 from aem.envs.swe import tools
 from aem.envs.swe.bugs import BUG_KINDS
 from aem.envs.swe.repos import SPLIT_SIZES, SPLITS, Task, bug_kind_of, build_task
@@ -20,7 +19,6 @@ from aem.envs.swe.sandbox import Limits, Sandbox, TestReport
 from aem.validation import require_int_at_least
 
 
-@register("swe")
 class SweEnv(TextEnv):
     """Fix the injected bug of a generated Python package, judged by hidden tests.
 
