@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from aem.agent import PromptConfig, build_prompt
-from aem.envs import make, names, register, spec
+from aem.envs import make, names, register, registry, spec
 from aem.envs.household import HouseholdEnv
 from aem.envs.registry import GENERIC_ROLE
 from aem.trainer.config import load_config
@@ -24,14 +24,19 @@ def always_look(view, history_length: int) -> str:
     return "look"
 
 
-register(
-    "tiny-household",
-    TinyHousehold,
-    eval_split="valid_unseen",
-    default_kwargs={"scene_config": {"distractors": [0, 0]}},
-    role="You tidy a tiny house.",
-    observation_expert=always_look,
-)
+@pytest.fixture(autouse=True)
+def tiny_household(monkeypatch):
+    """``tiny-household`` registered, in a copy of the registry restored after each test."""
+    names()  # the built-in environments first
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    register(
+        "tiny-household",
+        TinyHousehold,
+        eval_split="valid_unseen",
+        default_kwargs={"scene_config": {"distractors": [0, 0]}},
+        role="You tidy a tiny house.",
+        observation_expert=always_look,
+    )
 
 
 def test_builtin_specs():

@@ -128,3 +128,19 @@ def test_advantages_modulation_analysis_and_metrics_on_a_hand_batch() -> None:
     assert phases.modulate(unmodulated, "none", ModulationConfig()) == {}
     assert torch.equal(unmodulated["advantages"], base)
     assert torch.equal(unmodulated["weight"], torch.ones(5))
+
+
+def test_the_algorithm_knobs_reach_the_estimators() -> None:
+    grpo, gigpo = hand_batch(), hand_batch()
+    phases.advantages(grpo, AlgorithmConfig(name="grpo").resolved(), 4)
+    phases.advantages(gigpo, AlgorithmConfig(name="gigpo", gigpo_step_weight=0.0).resolved(), 4)
+    assert torch.equal(grpo["advantages"], gigpo["advantages"])
+    stepped = hand_batch()
+    phases.advantages(stepped, AlgorithmConfig(name="gigpo").resolved(), 4)
+    assert not torch.equal(grpo["advantages"], stepped["advantages"])
+    config = phases.advantage_config(
+        AlgorithmConfig(name="ppo", gae_whiten=False, advantage_eps=0.1).resolved()
+    )
+    assert config.gae_whiten is False and config.epsilon == 0.1
+    loss = phases.policy_loss_config(AlgorithmConfig(name="grpo", norm_length=16.0).resolved())
+    assert loss.norm_length == 16.0

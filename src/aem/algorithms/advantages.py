@@ -10,12 +10,13 @@ Estimators:
 - ``grpo``: ``(score - group mean) / (group std + eps)`` (Shao et al. 2024), std Bessel-corrected
   as ``torch.std``; a group with a single sample gets mean 0 and std 1, as in verl.
   ``norm_by_std=False`` gives Dr.GRPO (Liu et al. 2025). ``grpo_stats`` picks the samples:
+  ``"turn"`` (the default): every turn row of the group is a sample (verl-agent's default,
+  ``compute_mean_std_cross_steps=True``).
   ``"trajectory"``: one score per trajectory, the score of its earliest turn. verl-agent with
   ``compute_mean_std_cross_all_data=False`` keeps the first row it meets of each trajectory and
   its rollout stores rows in turn order, so that is the same row; choosing it by ``turn`` keeps
   the result independent of row order. Each row is still normalised with its *own* score, so a
   per-turn invalid-action penalty moves that row's advantage.
-  ``"turn"``: every turn row of the group is a sample (verl-agent's cross-steps statistics).
 - ``drgrpo``: ``score - group mean``.
 - ``rloo``: ``score - mean of the other trajectories' scores`` over the trajectories of the group
   (Ahmadian et al. 2024; DeepSWE/rLLM leave-one-out); a one-trajectory group gets 0. Trajectory
@@ -88,7 +89,7 @@ class AdvantageConfig:
 
     epsilon: float = 1e-6
     norm_by_std: bool = True  # grpo and both gigpo levels; False = Dr.GRPO
-    grpo_stats: str = "trajectory"  # "trajectory" or "turn"
+    grpo_stats: str = "turn"  # "turn" (verl-agent's cross-step statistics) or "trajectory"
     gamma: float = 1.0  # gae discount
     lam: float = 1.0  # gae lambda
     gae_whiten: bool = True  # verl whitens gae advantages over the batch's response tokens

@@ -28,6 +28,8 @@ QUADRANTS: tuple[str, ...] = ("pos_low", "pos_high", "neg_low", "neg_high")
 
 ENTROPY_DECREASING: tuple[str, ...] = ("pos_low", "neg_high")
 ENTROPY_INCREASING: tuple[str, ...] = ("pos_high", "neg_low")
+QUADRANT_MASKS: tuple[str, ...] = ("decreasing", "increasing", *QUADRANTS)
+"""What :func:`quadrant_keep_mask` accepts as one name: an entropy-moving pair or a quadrant."""
 
 
 def group_relative_entropy(

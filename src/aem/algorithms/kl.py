@@ -65,6 +65,12 @@ def kl_penalty(
     return gradient_carrier - gradient_carrier.detach() + value.detach()
 
 
+def kl_kinds() -> list[str]:
+    """Every accepted ``kind``: the estimators, verl's aliases, and each with a trailing ``"+"``."""
+    names = [*KL_ESTIMATORS, *KL_ALIASES]
+    return names + [name + STRAIGHT_THROUGH_SUFFIX for name in names]
+
+
 def _parse_kind(kind: str) -> tuple[str, bool]:
     """Map ``kind`` to ``(estimator in KL_ESTIMATORS, straight_through)``."""
     if not isinstance(kind, str):

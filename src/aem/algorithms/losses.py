@@ -193,15 +193,14 @@ def get_policy_loss(name: str) -> PolicyLossFn:
     canonical = _POLICY_LOSS_ALIASES.get(name, name) if isinstance(name, str) else name
     if canonical not in _POLICY_LOSSES:
         raise ValueError(
-            f"policy loss name must be one of {policy_losses() + sorted(_POLICY_LOSS_ALIASES)}, "
-            f"got {name!r}"
+            f"policy loss name must be one of {policy_losses(aliases=True)}, got {name!r}"
         )
     return _POLICY_LOSSES[canonical]
 
 
-def policy_losses() -> list[str]:
-    """Registered policy-loss names, sorted (aliases not included)."""
-    return sorted(_POLICY_LOSSES)
+def policy_losses(aliases: bool = False) -> list[str]:
+    """Registered policy-loss names, sorted (with ``aliases``: their aliases too)."""
+    return sorted(_POLICY_LOSSES) + (sorted(_POLICY_LOSS_ALIASES) if aliases else [])
 
 
 # ----------------------------------------------------------------------------- losses

@@ -18,7 +18,6 @@ import yaml
 from aem.agent import PromptConfig
 from aem.algorithms.modulation import ModulationConfig
 from aem.batch import SpanBatch
-from aem.envs import names as env_names
 from aem.envs.pool import EnvPool
 from aem.policy.model import frozen_reference, save_policy, trainable_parameters
 from aem.policy.runner import CriticRunner, PolicyRunner
@@ -29,7 +28,7 @@ from aem.report.curves import plot_run
 from aem.rollout import ModelResponder, rollout
 from aem.trainer import phases
 from aem.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from aem.trainer.config import ConfigError, TrainConfig
+from aem.trainer.config import TrainConfig
 from aem.trainer.metrics import MetricsWriter, PhaseTimer
 from aem.trainer.models import initial_policy, load_initial_policy
 
@@ -53,8 +52,6 @@ class Trainer:
 
     def setup(self) -> None:
         cfg = self.config
-        if cfg.env.name not in env_names():
-            raise ConfigError(f"env.name must be one of {env_names()}, got {cfg.env.name!r}")
         torch.set_num_threads(cfg.trainer.threads)
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is not None and not self.resume:
@@ -276,7 +273,7 @@ class Trainer:
                 phases.update_policy(batch, self.policy, self.optimizer, algo, optim, generator)
             )
             if self.critic is not None:
-                critic_step = (self.critic, self.critic_optimizer, optim, generator)
+                critic_step = (self.critic, self.critic_optimizer, algo, optim, generator)
                 record.update(phases.update_critic(batch, *critic_step))
         record.update(phases.metrics(batch))
         record.update(self._measured_drift(record))

@@ -114,10 +114,14 @@ def span_inputs(batch: SpanBatch) -> AdvantageInputs:
 
 def advantage_config(algo: AlgorithmConfig) -> AdvantageConfig:
     return AdvantageConfig(
+        epsilon=algo.advantage_eps,
         norm_by_std=bool(algo.norm_by_std),
         grpo_stats=algo.grpo_stats,
         gamma=algo.gamma,
         lam=algo.lam,
+        gae_whiten=algo.gae_whiten,
+        gigpo_step_weight=algo.gigpo_step_weight,
+        gigpo_step_gamma=algo.gigpo_step_gamma,
     )
 
 
@@ -179,7 +183,7 @@ def policy_loss_config(algo: AlgorithmConfig) -> PolicyLossConfig:
         clip_high=algo.clip_high,
         dual_clip_c=algo.dual_clip_c,
         agg_mode=algo.agg_mode,
-        norm_length=None,
+        norm_length=algo.norm_length,
     )
 
 
@@ -257,7 +261,9 @@ def update_policy(
         loss = pg_loss
         if "ref_log_probs" in part and algo.kl_coef > 0:
             kl = aggregate_loss(
-                kl_penalty(log_probs, part["ref_log_probs"], algo.kl_kind), mask, algo.agg_mode
+                kl_penalty(log_probs, part["ref_log_probs"], algo.kl_kind, algo.kl_clamp),
+                mask,
+                algo.agg_mode,
             )
             loss = loss + algo.kl_coef * kl
             metrics["actor/kl"] = float(kl.detach())
@@ -278,12 +284,14 @@ def update_critic(
     batch: SpanBatch,
     critic: CriticRunner,
     optimizer: torch.optim.Optimizer,
+    algo: AlgorithmConfig,
     optim: OptimConfig,
     generator: torch.Generator,
-    value_clip: float = 0.5,
 ) -> dict[str, float]:
     """The critic's :func:`gradient_steps`: clipped value regression to ``returns`` (PPO's
-    critic loss), token-mean; returns the mean ``critic/value_loss`` over the steps."""
+    critic loss; the value moves at most ``algo.value_clip`` from ``values``), token-mean;
+    returns the mean ``critic/value_loss`` over the steps."""
+    value_clip = algo.value_clip
 
     def micro_loss(part: SpanBatch) -> tuple[Tensor, dict[str, float]]:
         predicted = part.to_spans(critic.values(part.input_ids, part.attention_mask))
