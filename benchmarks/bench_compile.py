@@ -41,9 +41,9 @@ from aem.policy.model import frozen_reference, trainable_parameters
 from aem.policy.runner import CriticRunner, PolicyRunner
 from aem.trainer import phases
 from aem.trainer.config import load_config
+from aem.trainer.initial_policy import initial_policy
 from aem.trainer.loop import Trainer
 from aem.trainer.metrics import PhaseTimer
-from aem.trainer.models import initial_policy
 from bench_train import _restore, _state
 
 WORKLOADS = ((1024, 100, 200), (512, 200, 400))  # rows, shortest and longest row (tokens)

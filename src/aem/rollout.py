@@ -37,8 +37,8 @@ from aem.agent import (
     parse_response,
 )
 from aem.agent import turn_reward as agent_turn_reward
-from aem.algorithms._checks import require_int_at_least
 from aem.batch import LAYOUTS, SpanBatch
+from aem.checks import require_int_at_least
 from aem.envs.pool import EnvPool
 from aem.policy.sampling import SamplingConfig
 from aem.policy.session import DecodingSession

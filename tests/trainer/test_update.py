@@ -1,5 +1,6 @@
 """The update step: micro-batches with accumulated gradients take the same optimiser step as
-the whole mini-batch, for every loss aggregation, in both layouts."""
+the whole mini-batch, for every loss aggregation, in both layouts; a loss the model makes
+non-finite is refused."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def step(model, batch, algo, micro_batch_tokens, critic=False):
     if critic:
         model = CriticModel.from_causal_lm(model, seed=0)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
-        metrics = update_critic(batch, CriticRunner(model), optimizer, optim, generator)
+        ppo = AlgorithmConfig(name="ppo").resolved()
+        metrics = update_critic(batch, CriticRunner(model), optimizer, ppo, optim, generator)
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)  # the step is lr * gradient
         metrics = update_policy(batch, PolicyRunner(model), optimizer, algo, optim, generator)
@@ -86,3 +88,20 @@ def test_critic_micro_batches_take_the_mini_batch_step(model, layout) -> None:
     assert split_metrics["critic/value_loss"] == pytest.approx(
         whole_metrics["critic/value_loss"], rel=1e-4
     )
+
+
+def test_a_non_finite_policy_loss_is_refused(model) -> None:
+    """The micro-batches run without value checks (trusted inputs); a policy whose outputs turn
+    NaN still stops the update with an error naming the loss."""
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.lm_head.weight[0, 0] = float("nan")
+    batch = random_batch("turn")
+    algo = AlgorithmConfig(name="grpo").resolved()
+    optimizer = torch.optim.SGD(broken.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(1)
+    with pytest.raises(ValueError, match="the policy loss must be finite, got nan"):
+        update_policy(batch, PolicyRunner(broken), optimizer, algo, OptimConfig(), generator)
+    batch["advantages"][0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"advantages must be finite, got inf at index \(0, 0\)"):
+        update_policy(batch, PolicyRunner(model), optimizer, algo, OptimConfig(), generator)

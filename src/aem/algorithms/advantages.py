@@ -44,7 +44,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import (
+from aem.checks import (
+    bool_mask,
     require_finite,
     require_integer,
     require_ndim,
@@ -52,6 +53,7 @@ from aem.algorithms._checks import (
     require_nonempty,
     require_shape,
     require_tensor,
+    require_unit_interval,
 )
 
 __all__ = [
@@ -140,19 +142,14 @@ def compute_advantages(
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_unit_interval(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-
-
 def _check_config(config: AdvantageConfig) -> None:
     if not isinstance(config, AdvantageConfig):
         raise ValueError(f"config must be an AdvantageConfig, got {type(config).__name__}")
     require_non_negative("config.epsilon", config.epsilon)
     require_non_negative("config.gigpo_step_weight", config.gigpo_step_weight)
-    _check_unit_interval("config.gamma", config.gamma)
-    _check_unit_interval("config.lam", config.lam)
-    _check_unit_interval("config.gigpo_step_gamma", config.gigpo_step_gamma)
+    require_unit_interval("config.gamma", config.gamma)
+    require_unit_interval("config.lam", config.lam)
+    require_unit_interval("config.gigpo_step_gamma", config.gigpo_step_gamma)
     if config.grpo_stats not in GRPO_STATS:
         raise ValueError(
             f"config.grpo_stats must be one of {GRPO_STATS}, got {config.grpo_stats!r}"
@@ -186,12 +183,7 @@ def _mask_of(inputs: AdvantageInputs) -> Tensor:
     mask = require_tensor("response_mask", inputs.response_mask)
     require_ndim("response_mask", mask, 2)
     require_nonempty("response_mask", mask)
-    if mask.dtype != torch.bool:
-        if mask.dtype.is_complex or bool(((mask != 0) & (mask != 1)).any()):
-            bad = tuple(int(i) for i in ((mask != 0) & (mask != 1)).nonzero()[0])
-            raise ValueError(f"response_mask must hold only 0/1, got {mask[bad].item()} at {bad}")
-        mask = mask != 0
-    return mask
+    return bool_mask("response_mask", mask, mask.shape)
 
 
 # ----------------------------------------------------------------------------- batch layout

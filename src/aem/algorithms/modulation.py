@@ -26,7 +26,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import (
+from aem.algorithms.advantages import AdvantageInputs
+from aem.checks import (
+    bool_mask,
+    compute_dtype,
     require_finite,
     require_integer,
     require_ndim,
@@ -35,12 +38,6 @@ from aem.algorithms._checks import (
     require_shape,
     require_tensor,
 )
-from aem.algorithms.advantages import AdvantageInputs
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """fp32, or fp64 when the input already is fp64."""
-    return torch.promote_types(dtype, torch.float32) if dtype.is_floating_point else torch.float32
 
 
 def _check_span_index(span_index: Tensor, mask: Tensor, num_spans: int | None) -> int:
@@ -85,12 +82,6 @@ def _span_sums(
     return sums, counts
 
 
-def _as_mask(name: str, mask: Tensor, shape: torch.Size) -> Tensor:
-    require_tensor(name, mask)
-    require_shape(name, mask, shape)
-    return mask if mask.dtype == torch.bool else mask != 0
-
-
 def response_entropy(
     token_entropy: Tensor,
     response_mask: Tensor,
@@ -118,7 +109,7 @@ def response_entropy(
     require_tensor("token_entropy", token_entropy)
     require_ndim("token_entropy", token_entropy, 2)
     require_nonempty("token_entropy", token_entropy)
-    mask = _as_mask("response_mask", response_mask, token_entropy.shape)
+    mask = bool_mask("response_mask", response_mask, token_entropy.shape)
     entropy, _ = _response_entropy_and_counts(token_entropy, mask, span_index, num_spans)
     return entropy
 
@@ -127,7 +118,7 @@ def _response_entropy_and_counts(
     token_entropy: Tensor, mask: Tensor, span_index: Tensor | None, num_spans: int | None
 ) -> tuple[Tensor, Tensor]:
     """Checked Eq. 13 on a boolean mask; also returns each span's token count."""
-    entropy = token_entropy.detach().to(_compute_dtype(token_entropy.dtype))
+    entropy = token_entropy.detach().to(compute_dtype(token_entropy.dtype))
     if span_index is None:
         if num_spans is not None and num_spans != entropy.shape[0]:
             raise ValueError(
@@ -174,19 +165,19 @@ def aem_coefficients(
     require_tensor("span_entropy", span_entropy)
     require_ndim("span_entropy", span_entropy, 1)
     require_nonempty("span_entropy", span_entropy)
-    entropy = span_entropy.detach().to(_compute_dtype(span_entropy.dtype))
+    entropy = span_entropy.detach().to(compute_dtype(span_entropy.dtype))
     require_finite("span_entropy", entropy)
     in_stats = _stat_mask(stat_mask, entropy.shape)
-    group, num_groups = _dense_groups(group_index, entropy.shape)
+    group, num_groups = dense_groups(group_index, entropy.shape)
     weights, _ = _coefficients(entropy, group, num_groups, temperature, eps, in_stats)
     return weights
 
 
 def _stat_mask(stat_mask: Tensor | None, shape: torch.Size) -> Tensor | None:
-    return None if stat_mask is None else _as_mask("stat_mask", stat_mask, shape)
+    return None if stat_mask is None else bool_mask("stat_mask", stat_mask, shape)
 
 
-def _dense_groups(group_index: Tensor, shape: torch.Size) -> tuple[Tensor, int]:
+def dense_groups(group_index: Tensor, shape: torch.Size) -> tuple[Tensor, int]:
     """Map arbitrary integer group ids to ``0..G-1``; return ``(dense ids [S], G)``."""
     require_tensor("group_index", group_index)
     require_integer("group_index", group_index)
@@ -304,7 +295,7 @@ def modulate(
     require_nonempty("advantages", advantages)
     require_tensor("token_entropy", token_entropy)
     require_shape("token_entropy", token_entropy, advantages.shape)
-    mask = _as_mask("response_mask", response_mask, advantages.shape)
+    mask = bool_mask("response_mask", response_mask, advantages.shape)
     require_tensor("group_index", group_index)
     require_ndim("group_index", group_index, 1)
     num_spans = int(group_index.shape[0])
@@ -314,11 +305,11 @@ def modulate(
         has_tokens = counts > 0
         stat = _stat_mask(stat_mask, entropy.shape)
         in_stats = has_tokens if stat is None else has_tokens & stat
-        group, num_groups = _dense_groups(group_index, entropy.shape)
+        group, num_groups = dense_groups(group_index, entropy.shape)
         weights, degenerate = _coefficients(entropy, group, num_groups, temperature, eps, in_stats)
         weights = torch.where(has_tokens, weights, 1.0)
 
-        compute = _compute_dtype(advantages.dtype)
+        compute = compute_dtype(advantages.dtype)
         base = advantages.detach().to(compute)
         token_weight = weights[:, None] if span_index is None else weights[span_index.clamp(min=0)]
         modulated = torch.where(mask, base * token_weight, base).to(advantages.dtype)

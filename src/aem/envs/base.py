@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from aem.validation import require_finite_number, require_int_at_least
+from aem.checks import require_finite_number, require_int_at_least
 
 StepResult = tuple[str, float, bool, bool, dict[str, Any]]
 """``(observation, reward, terminated, truncated, info)`` as returned by :meth:`TextEnv.step`."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import require_integer, require_ndim, require_shape, require_tensor
+from aem.checks import bool_mask, require_integer, require_ndim, require_tensor
 from aem.policy.precision import autocast_context
 
 
@@ -50,9 +50,7 @@ def check_token_batch(input_ids: Tensor, attention_mask: Tensor) -> None:
     require_tensor("attention_mask", attention_mask)
     require_ndim("input_ids", input_ids, 2)
     require_integer("input_ids", input_ids)
-    require_shape("attention_mask", attention_mask, input_ids.shape)
-    if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-        raise ValueError("attention_mask must hold only 0 and 1")
+    bool_mask("attention_mask", attention_mask, input_ids.shape)
 
 
 def body_inputs(attention_mask: Tensor) -> dict[str, Tensor | None]:

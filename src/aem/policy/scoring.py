@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from aem.algorithms._checks import require_positive, require_shape, require_tensor
 from aem.algorithms.entropy import chunked_logprobs_and_entropy
+from aem.checks import bool_mask, checking_values, require_positive
 from aem.policy.rows import check_token_batch, last_hidden_state
 
 # Config fields of models whose logits are not a plain ``hidden @ W.T + b``.
@@ -51,11 +51,9 @@ def check_plain_head(model: PreTrainedModel) -> torch.nn.Linear:
 
 
 def _check_response_mask(response_mask: Tensor, attention_mask: Tensor) -> Tensor:
-    require_tensor("response_mask", response_mask)
-    require_shape("response_mask", response_mask, attention_mask.shape)
-    selected = response_mask.bool()
-    if not bool(((response_mask == 0) | (response_mask == 1)).all()):
-        raise ValueError("response_mask must hold only 0 and 1")
+    selected = bool_mask("response_mask", response_mask, attention_mask.shape)
+    if not checking_values():
+        return selected
     if bool(selected[:, 0].any()):
         raise ValueError("response_mask must be 0 in column 0 (the first token has no context)")
     if bool((selected & ~attention_mask.bool()).any()):

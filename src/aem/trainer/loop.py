@@ -24,13 +24,13 @@ from aem.policy.runner import CriticRunner, PolicyRunner
 from aem.policy.sampling import SamplingConfig
 from aem.policy.tokenizer import ACTION_CLOSE, AgentTokenIds
 from aem.policy.value import CriticModel
-from aem.report.curves import plot_run
 from aem.rollout import ModelResponder, rollout
 from aem.trainer import phases
 from aem.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from aem.trainer.config import TrainConfig
+from aem.trainer.curves import plot_run
+from aem.trainer.initial_policy import initial_policy, load_initial_policy
 from aem.trainer.metrics import MetricsWriter, PhaseTimer
-from aem.trainer.models import initial_policy, load_initial_policy
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ tested on a batch built by hand:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -31,6 +32,7 @@ from aem.algorithms.losses import (
 from aem.algorithms.modulation import ModulationConfig, get_modulation
 from aem.algorithms.shaping import overlong_penalty
 from aem.batch import SpanBatch
+from aem.checks import require_finite, trusted_inputs
 from aem.policy.runner import CriticRunner, PolicyRunner
 from aem.trainer.config import AlgorithmConfig, OptimConfig
 
@@ -67,10 +69,11 @@ def _score_spans(
 ) -> tuple[Tensor, Tensor]:
     log_probs = torch.zeros(batch.span_mask().shape)
     entropy = torch.zeros_like(log_probs)
-    for spans, chunk in batch.chunks(rows_per_chunk):
-        out = policy.score(chunk.input_ids, chunk.attention_mask, chunk.response_mask)
-        log_probs[spans] = chunk.to_spans(out.log_probs)
-        entropy[spans] = chunk.to_spans(out.entropy)
+    with trusted_inputs():  # rows built by SpanBatch
+        for spans, chunk in batch.chunks(rows_per_chunk):
+            out = policy.score(chunk.input_ids, chunk.attention_mask, chunk.response_mask)
+            log_probs[spans] = chunk.to_spans(out.log_probs)
+            entropy[spans] = chunk.to_spans(out.entropy)
     return log_probs, entropy
 
 
@@ -206,9 +209,24 @@ def gradient_steps(
     optimiser step each; a mini-batch runs as length-sorted micro-batches of at most
     ``optim.micro_batch_tokens`` padded tokens with accumulated gradients (:func:`loss_units`).
     Returns each step's metrics (micro-batches weighted by their units) and its ``grad_norm``
-    (before clipping to ``optim.grad_clip``)."""
-    steps = []
+    (before clipping to ``optim.grad_clip``). The batch's span fields are checked once by the
+    caller, so the micro-batches run under :func:`~aem.checks.trusted_inputs`."""
     runner.train()
+    with trusted_inputs():
+        steps = list(_steps(runner, optimizer, batch, optim, generator, agg_mode, micro_loss))
+    runner.eval()
+    return steps
+
+
+def _steps(
+    runner: PolicyRunner | CriticRunner,
+    optimizer: torch.optim.Optimizer,
+    batch: SpanBatch,
+    optim: OptimConfig,
+    generator: torch.Generator,
+    agg_mode: str,
+    micro_loss: MicroLoss,
+) -> Iterator[dict[str, float]]:
     for _ in range(optim.epochs):
         for part in batch.minibatches(optim.mini_batch_rows, generator):
             total = loss_units(part["loss_mask"], agg_mode)
@@ -229,9 +247,7 @@ def gradient_steps(
             )
             optimizer.step()
             step["grad_norm"] = float(grad_norm)
-            steps.append(step)
-    runner.eval()
-    return steps
+            yield step
 
 
 def update_policy(
@@ -246,6 +262,10 @@ def update_policy(
     (and ``ref_log_probs``); returns the mean of each ``actor/*`` metric over the steps."""
     loss_fn = get_policy_loss(algo.loss)
     loss_config = policy_loss_config(algo)
+    mask = batch["loss_mask"]
+    for name in ("old_log_probs", "advantages", "ref_log_probs"):
+        if name in batch:
+            require_finite(name, batch[name], where=mask)
 
     def micro_loss(part: SpanBatch) -> tuple[Tensor, dict[str, float]]:
         mask = part["loss_mask"]
@@ -257,7 +277,7 @@ def update_policy(
             part["old_log_probs"], log_probs, part["advantages"], mask, loss_config
         )
         metrics = {f"actor/{key}": float(value.detach()) for key, value in pg_metrics.items()}
-        metrics["actor/pg_loss"] = float(pg_loss.detach())
+        metrics["actor/pg_loss"] = _finite("the policy loss", float(pg_loss.detach()))
         loss = pg_loss
         if "ref_log_probs" in part and algo.kl_coef > 0:
             kl = aggregate_loss(
@@ -292,6 +312,8 @@ def update_critic(
     critic loss; the value moves at most ``algo.value_clip`` from ``values``), token-mean;
     returns the mean ``critic/value_loss`` over the steps."""
     value_clip = algo.value_clip
+    for name in ("values", "returns"):
+        require_finite(name, batch[name], where=batch["loss_mask"])
 
     def micro_loss(part: SpanBatch) -> tuple[Tensor, dict[str, float]]:
         predicted = part.to_spans(critic.values(part.input_ids, part.attention_mask))
@@ -299,13 +321,21 @@ def update_critic(
         clipped = old + (predicted - old).clamp(-value_clip, value_clip)
         loss_mat = torch.maximum((predicted - returns) ** 2, (clipped - returns) ** 2)
         loss = 0.5 * aggregate_loss(loss_mat, part["loss_mask"], "token-mean")
-        return loss, {"critic/value_loss": float(loss.detach())}
+        return loss, {"critic/value_loss": _finite("the value loss", float(loss.detach()))}
 
     steps = gradient_steps(
         critic, optimizer, batch.keep(*CRITIC_FIELDS), optim, generator, "token-mean", micro_loss
     )
     losses = [step["critic/value_loss"] for step in steps]
     return {"critic/value_loss": sum(losses) / len(losses) if losses else float("nan")}
+
+
+def _finite(what: str, value: float) -> float:
+    """``value``, or a ValueError when the model's outputs made it non-finite (the inputs were
+    checked finite at the phase's start)."""
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be finite, got {value}: the model's outputs are not")
+    return value
 
 
 def _mean_over(steps: list[dict[str, float]]) -> dict[str, float]:

@@ -24,8 +24,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from aem.agent import PromptConfig
-from aem.algorithms._checks import require_int_at_least, require_positive
 from aem.batch import SpanBatch
+from aem.checks import require_int_at_least, require_positive
 from aem.envs import TextEnv, make, spec
 from aem.envs.pool import EnvPool
 from aem.policy.runner import PolicyRunner

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from aem.checks import require_int_at_least
 from aem.envs.alfworld.backend import alfworld_modules, logic_texts, start_game
 from aem.envs.alfworld.export import DATA_FOLDER, PAPER_TASK_TYPES, export_task, task_folder
 from aem.envs.base import (
@@ -24,7 +25,6 @@ from aem.envs.household.expert import expert_plan
 from aem.envs.household.goals import TASK_TYPES
 from aem.envs.household.scene import SceneConfig
 from aem.envs.household.tasks import SPLIT_SIZES, SPLITS, Task, build_task, task_type_of
-from aem.validation import require_int_at_least
 
 SOURCES: tuple[str, ...] = ("household", "data")
 NOTHING_HAPPENS = "Nothing happens."

@@ -27,10 +27,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from aem.checks import require_int_at_least
 from aem.envs.base import AgentView
 from aem.envs.household.catalog import CAN_CONTAIN, LAMP_HOSTS
 from aem.envs.household.goals import TEMPLATES, TREATMENT
-from aem.validation import require_int_at_least
 
 
 @dataclass(frozen=True)

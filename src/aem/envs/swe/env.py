@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from aem.checks import require_int_at_least
 from aem.envs.base import (
     StepResult,
     TextEnv,
@@ -16,7 +17,6 @@ from aem.envs.swe import tools
 from aem.envs.swe.bugs import BUG_KINDS
 from aem.envs.swe.repos import SPLIT_SIZES, SPLITS, Task, bug_kind_of, build_task
 from aem.envs.swe.sandbox import Limits, Sandbox, TestReport
-from aem.validation import require_int_at_least
 
 
 class SweEnv(TextEnv):

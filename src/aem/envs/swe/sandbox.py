@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from aem.checks import require_int_at_least
 from aem.envs.swe import runner as runner_module
-from aem.validation import require_int_at_least
 
 RUNNER_SOURCE = Path(runner_module.__file__).read_text(encoding="utf-8")
 _LOG_READ_LIMIT = 200_000

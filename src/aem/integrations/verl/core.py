@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 from verl.protocol import DataProto
 
-from aem.algorithms._checks import require_non_negative, require_shape, require_tensor
 from aem.algorithms.modulation import modulate_advantages
+from aem.checks import require_non_negative, require_shape, require_tensor
 
 __all__ = [
     "AEMConfig",
