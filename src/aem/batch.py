@@ -51,6 +51,7 @@ PHASE_FIELDS: dict[str, str] = {
     "ref_log_probs": "[S, W] log-probs under the KL reference (reference)",
     "values": "[S, W] critic values (values)",
     "advantages": "[S, W] advantages: the estimator's, then modulated (advantages, modulation)",
+    "scores": "[S] the score the group estimators compare (advantages)",
     "returns": "[S, W] regression targets of the critic (advantages)",
     "span_advantage": "[S] the estimator's mean advantage over the span (advantages)",
     "span_entropy": "[S] response entropy h (Eq. 13) (modulation)",
@@ -137,10 +138,10 @@ class SpanBatch:
                 sequences.append([])
                 previous = owner
             sequence = sequences[-1]
-            sequence.extend(int(t) for t in prompt)
+            sequence.extend(prompt)
             span_row.append(len(sequences) - 1)
             span_start.append(len(sequence))
-            sequence.extend(int(t) for t in response)
+            sequence.extend(response)
         width = max((len(s) for s in sequences), default=0)
         input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -384,11 +385,11 @@ class SpanBatch:
 
     def chunks(self, rows_per_chunk: int) -> Iterator[tuple[Tensor, SpanBatch]]:
         """Chunks of ``rows_per_chunk`` rows of similar length (:meth:`rows_by_length`), each
-        :meth:`cropped`, with the ids of their spans in this batch; chunks without an attended
-        token are skipped."""
-        order = self.rows_by_length()
+        :meth:`cropped` and without span fields, with the ids of their spans in this batch;
+        chunks without an attended token are skipped."""
+        order, rows = self.rows_by_length(), self.keep()  # the chunks carry no span fields
         for start in range(0, self.num_rows, rows_per_chunk):
-            chunk, spans = self._select(order[start : start + rows_per_chunk])
+            chunk, spans = rows._select(order[start : start + rows_per_chunk])
             if bool(chunk.attention_mask.any()):
                 yield spans, chunk.cropped()
 

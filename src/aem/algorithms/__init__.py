@@ -22,12 +22,21 @@ from aem.algorithms.losses import (
     policy_losses,
     register_policy_loss,
 )
-from aem.algorithms.modulation import aem_coefficients, modulate_advantages, response_entropy
+from aem.algorithms.modulation import (
+    ModulationConfig,
+    aem_coefficients,
+    get_modulation,
+    modulate_advantages,
+    modulations,
+    register_modulation,
+    response_entropy,
+)
 from aem.algorithms.shaping import overlong_penalty
 
 __all__ = [
     "AdvantageConfig",
     "AdvantageInputs",
+    "ModulationConfig",
     "PolicyLossConfig",
     "advantage_estimators",
     "aem_coefficients",
@@ -36,14 +45,17 @@ __all__ = [
     "compute_advantages",
     "entropy_bonus",
     "get_advantage_estimator",
+    "get_modulation",
     "get_policy_loss",
     "kl_penalty",
     "logprobs_and_entropy",
     "logprobs_from_logits",
     "modulate_advantages",
+    "modulations",
     "overlong_penalty",
     "policy_losses",
     "register_advantage_estimator",
+    "register_modulation",
     "register_policy_loss",
     "response_entropy",
 ]
