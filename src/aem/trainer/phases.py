@@ -15,7 +15,7 @@ tested on a batch built by hand:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -211,43 +211,32 @@ def gradient_steps(
     Returns each step's metrics (micro-batches weighted by their units) and its ``grad_norm``
     (before clipping to ``optim.grad_clip``). The batch's span fields are checked once by the
     caller, so the micro-batches run under :func:`~aem.checks.trusted_inputs`."""
+    steps = []
     runner.train()
     with trusted_inputs():
-        steps = list(_steps(runner, optimizer, batch, optim, generator, agg_mode, micro_loss))
+        for _ in range(optim.epochs):
+            for part in batch.minibatches(optim.mini_batch_rows, generator):
+                total = loss_units(part["loss_mask"], agg_mode)
+                if int(total) == 0:
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                step: dict[str, float] = {}
+                for micro in part.microbatches(optim.micro_batch_tokens):
+                    share = float(loss_units(micro["loss_mask"], agg_mode) / total)
+                    if share == 0.0:
+                        continue
+                    loss, metrics = micro_loss(micro)
+                    (share * loss).backward()
+                    for key, value in metrics.items():
+                        step[key] = step.get(key, 0.0) + share * value
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    optimized_parameters(optimizer), optim.grad_clip
+                )
+                optimizer.step()
+                step["grad_norm"] = float(grad_norm)
+                steps.append(step)
     runner.eval()
     return steps
-
-
-def _steps(
-    runner: PolicyRunner | CriticRunner,
-    optimizer: torch.optim.Optimizer,
-    batch: SpanBatch,
-    optim: OptimConfig,
-    generator: torch.Generator,
-    agg_mode: str,
-    micro_loss: MicroLoss,
-) -> Iterator[dict[str, float]]:
-    for _ in range(optim.epochs):
-        for part in batch.minibatches(optim.mini_batch_rows, generator):
-            total = loss_units(part["loss_mask"], agg_mode)
-            if int(total) == 0:
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            step: dict[str, float] = {}
-            for micro in part.microbatches(optim.micro_batch_tokens):
-                share = float(loss_units(micro["loss_mask"], agg_mode) / total)
-                if share == 0.0:
-                    continue
-                loss, metrics = micro_loss(micro)
-                (share * loss).backward()
-                for key, value in metrics.items():
-                    step[key] = step.get(key, 0.0) + share * value
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                optimized_parameters(optimizer), optim.grad_clip
-            )
-            optimizer.step()
-            step["grad_norm"] = float(grad_norm)
-            yield step
 
 
 def update_policy(
