@@ -7,7 +7,7 @@ shape: hidden 96, 3 layers, 4 heads, 2 KV heads).
    tokens + 24 sampled ones after a 180-token first prompt) with transformers' ``DynamicLayer``
    cache (concatenates the whole cache per token) vs :class:`aem.policy.sampling.GrowingLayer`.
 2. A no-grad forward of the model body over right-padded rows with the attention mask vs without
-   it (:func:`aem.policy.batching.body_inputs` drops it: plain causal attention).
+   it (:func:`aem.policy.rows.body_inputs` drops it: plain causal attention).
 
 Prints the median seconds of each variant and their ratio; variants alternate within a repeat.
 """

@@ -5,9 +5,10 @@
 
 ``passes``: the policy built as ``aem train`` builds it (warm start off: weights do not change the
 time), right-padded rows of random tokens with a 24-token response; side by side in one process,
-alternating which goes first: scoring (``score_in_chunks`` without grad, as the scoring and
-reference phases) and a training step (``update_policy``: length-sorted micro-batches, forward +
-backward, AdamW steps, each repeat from the same weights and optimiser state). Compilation is the
+alternating which goes first: scoring (the ``score`` phase: length-sorted chunks without grad,
+as the scoring and reference phases) and a training step (``update_policy``: length-sorted
+micro-batches, forward + backward, AdamW steps, each repeat from the same weights and optimiser
+state). Compilation is the
 first compiled call minus the second, for each graph a run compiles: policy scoring, reference
 scoring (its frozen parameters make another graph), update, and update on micro-batches of at
 most 4,096 tokens (inductor's CPU code for long sums differs, so they get their own graph).
@@ -35,15 +36,14 @@ from pathlib import Path
 import torch
 import torch._dynamo.utils
 
-from aem.policy.compiled import compile_body
-from aem.policy.model import frozen_reference
-from aem.policy.packing import PackedBatch, pack_turns
-from aem.policy.scoring import score_in_chunks
+from aem.batch import ROLLOUT_FIELDS, SpanBatch
+from aem.policy.model import frozen_reference, trainable_parameters
+from aem.policy.runner import CriticRunner, PolicyRunner
+from aem.trainer import phases
 from aem.trainer.config import load_config
-from aem.trainer.loop import SCORE_ROWS, Trainer
+from aem.trainer.initial_policy import initial_policy
+from aem.trainer.loop import Trainer
 from aem.trainer.metrics import PhaseTimer
-from aem.trainer.models import initial_policy
-from aem.trainer.update import UpdateBatch, trainable_parameters, update_policy
 from bench_train import _restore, _state
 
 WORKLOADS = ((1024, 100, 200), (512, 200, 400))  # rows, shortest and longest row (tokens)
@@ -54,14 +54,14 @@ PHASES = ("scoring", "reference", "critic", "update")  # what the bodies run
 LABELS = ("eager", "compiled")
 
 
-def workload(rows: int, low: int, high: int, vocab: int, pad_id: int, seed: int) -> PackedBatch:
+def workload(rows: int, low: int, high: int, vocab: int, pad_id: int, seed: int) -> SpanBatch:
     """``rows`` right-padded rows of ``low``-``high`` random tokens, the last 24 the response."""
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(low, high + 1, (rows,), generator=generator).tolist()
+    lengths = torch.randint(low, high + 1, (rows,), generator=generator).tolist()
     tokens = [torch.randint(2, vocab, (n,), generator=generator).tolist() for n in lengths]
-    return pack_turns(
-        [t[:-RESPONSE] for t in tokens], [t[-RESPONSE:] for t in tokens], pad_id, right_padded=True
-    )
+    prompts, responses = [t[:-RESPONSE] for t in tokens], [t[-RESPONSE:] for t in tokens]
+    return SpanBatch.from_turns(prompts, responses, range(rows), "turn", pad_id)
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -77,9 +77,8 @@ def passes(args: argparse.Namespace, tmp: Path) -> None:
     model, tokenizer, _ = initial_policy(config, tmp / "init")
     vocab, pad_id = len(tokenizer), int(tokenizer.pad_token_id)
     algo, optim = config.algorithm.resolved(), config.optim
-    reference = frozen_reference(model)
-    bodies = {"eager": None, "compiled": compile_body(model.base_model)}
-    reference_body = compile_body(reference.base_model)
+    reference = PolicyRunner(frozen_reference(model), compile=True)
+    runners = {"eager": PolicyRunner(model), "compiled": PolicyRunner(model, compile=True)}
     optimizer = torch.optim.AdamW(trainable_parameters(model), lr=optim.lr)
     start_state = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
     params = sum(p.numel() for p in model.parameters())
@@ -88,50 +87,45 @@ def passes(args: argparse.Namespace, tmp: Path) -> None:
     compile_seconds: dict[str, float] = {}
     results = []
     for index, (rows, low, high) in enumerate(QUICK if args.quick else WORKLOADS):
-        packed = workload(rows, low, high, vocab, pad_id, seed=index)
-        ids, mask, resp = packed.input_ids, packed.attention_mask, packed.response_mask
+        batch = workload(rows, low, high, vocab, pad_id, seed=index)
+        mask = batch.attention_mask
 
-        def scoring(body, scored=model, ids=ids, mask=mask, resp=resp):
-            return score_in_chunks(scored, ids, mask, resp, rows_per_chunk=SCORE_ROWS, body=body)
+        def scoring(runner, batch=batch):
+            phases.score(batch, runner)
 
-        old = packed.to_spans(scoring(None).log_probs)
-        span_mask = packed.span_mask()
+        scoring(runners["eager"])
+        old, span_mask = batch["old_log_probs"], batch.span_mask()
         advantages = torch.randn(old.shape[0], 1, generator=torch.Generator().manual_seed(index))
-        batch = UpdateBatch(
-            packed=packed,
-            loss_mask=span_mask,
-            old_log_probs=old,
-            advantages=advantages.expand_as(old) * span_mask,
-            ref_log_probs=old,
-        )
+        batch["loss_mask"], batch["ref_log_probs"] = span_mask, old
+        batch["advantages"] = advantages.expand_as(old) * span_mask
 
-        def step(body, batch=batch):
+        def step(runner, batch=batch):
             model.load_state_dict(start_state[0])
             optimizer.load_state_dict(start_state[1])
             generator = torch.Generator().manual_seed(0)
-            update_policy(model, optimizer, batch, algo, optim, generator, 1.0, False, body=body)
+            phases.update_policy(batch, runner, optimizer, algo, optim, generator)
 
         if index == 0:  # every graph compiles here; dynamic shapes serve the other workload
-            small = batch.rows(torch.arange(SMALL_ROWS))
+            small = batch.select(torch.arange(SMALL_ROWS))
             for name, fn in (
-                ("policy scoring", lambda: scoring(bodies["compiled"])),
-                ("reference scoring", lambda: scoring(reference_body, reference)),
-                ("update", lambda: step(bodies["compiled"])),
+                ("policy scoring", lambda: scoring(runners["compiled"])),
+                ("reference scoring", lambda: scoring(reference)),
+                ("update", lambda: step(runners["compiled"])),
                 (
                     "update, micro-batches <= 4,096 tokens",
-                    lambda s=small: step(bodies["compiled"], s),
+                    lambda s=small: step(runners["compiled"], s),
                 ),
             ):
                 compile_seconds[name] = timed(fn)[0] - timed(fn)[0]
         times: dict[tuple[str, str], list[tuple[float, float]]] = {
-            (kind, name): [] for kind in ("score", "step") for name in bodies
+            (kind, name): [] for kind in ("score", "step") for name in runners
         }
         for repeat in range(args.repeats):
-            order = list(bodies) if repeat % 2 == 0 else list(bodies)[::-1]
+            order = list(runners) if repeat % 2 == 0 else list(runners)[::-1]
             for name in order:
-                times["score", name].append(timed(lambda name=name: scoring(bodies[name])))
+                times["score", name].append(timed(lambda name=name: scoring(runners[name])))
             for name in order:
-                times["step", name].append(timed(lambda name=name: step(bodies[name])))
+                times["step", name].append(timed(lambda name=name: step(runners[name])))
         medians = {
             (kind, name, clock): statistics.median(t[clock] for t in values)
             for (kind, name), values in times.items()
@@ -174,21 +168,28 @@ def trainer_iterations(args: argparse.Namespace, tmp: Path) -> None:
     )
     trainer = Trainer(config, tmp / "run")
     trainer.setup()
-    compiled = (trainer.policy_body, trainer.reference_body, trainer.critic_body)
+    compiled = (trainer.policy, trainer.reference, trainer.critic)
+    eager = (
+        PolicyRunner(trainer.model, config.rollout.temperature, config.model.bf16),
+        None
+        if trainer.reference is None
+        else PolicyRunner(trainer.reference.model, config.rollout.temperature, config.model.bf16),
+        None if trainer.critic is None else CriticRunner(trainer.critic.critic, config.model.bf16),
+    )
     times: dict[str, list[dict[str, float]]] = {label: [] for label in LABELS}
     rows = []
     try:
         for it in range(args.iterations):
             batch, _ = trainer.collect()
-            rows.append(len(batch.response_ids))
+            rows.append(batch.num_rows)
             start = _state(trainer)
             for position, label in enumerate(LABELS if it % 2 == 0 else LABELS[::-1]):
                 if position:
                     _restore(trainer, start)
-                bodies = compiled if label == "compiled" else (None, None, None)
-                trainer.policy_body, trainer.reference_body, trainer.critic_body = bodies
+                runners = compiled if label == "compiled" else eager
+                trainer.policy, trainer.reference, trainer.critic = runners
                 timer = PhaseTimer()
-                trainer.learn(batch, timer)
+                trainer.learn(batch.keep(*ROLLOUT_FIELDS), timer)
                 times[label].append({p: timer.seconds[p] for p in PHASES if p in timer.seconds})
     finally:
         trainer.close()

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from aem.batch import ROLLOUT_FIELDS
 from aem.trainer.config import load_config
 from aem.trainer.loop import Trainer
 from aem.trainer.metrics import PhaseTimer
@@ -66,7 +67,7 @@ def main() -> None:
                     trainer.config.aem.enabled = label == "GRPO+AEM"
                     timer = PhaseTimer()
                     timer.seconds["rollout"] = rollout_timer.seconds["rollout"]
-                    trainer.learn(batch, timer)
+                    trainer.learn(batch.keep(*ROLLOUT_FIELDS), timer)
                     record = timer.as_metrics()
                     for phase in PHASES:
                         times[label][phase].append(record.get(f"time/{phase}", 0.0))

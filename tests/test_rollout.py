@@ -1,5 +1,6 @@
-"""Multi-turn rollout: ids, rewards and outcomes of the flat turn batch, checked against naive
-recomputations; expert and random agents; a crashing environment; a tiny model end to end."""
+"""Multi-turn rollout: ids, rewards and outcomes of the span batch it returns, checked against
+naive recomputations; expert and random agents; a crashing environment; a tiny model end to
+end."""
 
 from __future__ import annotations
 
@@ -11,18 +12,12 @@ import pytest
 import torch
 
 from aem.agent import PromptConfig, parse_response
+from aem.batch import SpanBatch
 from aem.envs import TextEnv
 from aem.envs.pool import EnvPool
 from aem.policy.sampling import SamplingConfig
 from aem.policy.tokenizer import AgentTokenIds
-from aem.rollout import (
-    FunctionResponder,
-    ModelResponder,
-    TurnBatch,
-    TurnContext,
-    pad_turns,
-    rollout,
-)
+from aem.rollout import FunctionResponder, ModelResponder, TurnContext, rollout
 from aem.trainer.warmstart import NoisyExpert, format_response
 from tiny_config import household_policy
 
@@ -57,7 +52,7 @@ class RecordingRandomActor:
         return texts
 
 
-def play(env: str, actor: Any, seeds: list[int], group: int, turns: int, **kw: Any) -> TurnBatch:
+def play(env: str, actor: Any, seeds: list[int], group: int, turns: int, **kw: Any) -> SpanBatch:
     with EnvPool(env, len(seeds) * group) as pool:
         return rollout(FunctionResponder(actor), pool, env, seeds, group, turns, COMPACT, **kw)
 
@@ -65,18 +60,19 @@ def play(env: str, actor: Any, seeds: list[int], group: int, turns: int, **kw: A
 @pytest.mark.parametrize(("env", "seeds"), [("household", [3, 14, 15]), ("webshop", [2, 7])])
 def test_expert_wins_every_trajectory(env: str, seeds: list[int]) -> None:
     batch = play(env, NoisyExpert(env, noise=0.0, seed=0), seeds, 2, 30)
-    assert len(batch.trajectories) == 2 * len(seeds)
-    assert all(record.won and record.error is None for record in batch.trajectories)
-    assert all(record.episode_return == 10.0 for record in batch.trajectories)
-    assert bool(batch.valid.all()) and bool(batch.won.all())
-    assert torch.equal(batch.reward, batch.env_reward)
+    records = batch.trajectories()
+    assert len(records) == 2 * len(seeds)
+    assert all(record.won and record.error is None for record in records)
+    assert all(record.episode_return == 10.0 for record in records)
+    assert bool(batch["valid"].all()) and bool(batch["won"].all())
+    assert torch.equal(batch["reward"], batch["env_reward"])
 
 
 def test_random_agent_mostly_fails() -> None:
     batch = play("household", RecordingRandomActor(seed=0), [1, 2, 3, 4], 2, 15)
-    wins = sum(record.won for record in batch.trajectories)
+    wins = sum(record.won for record in batch.trajectories())
     assert wins <= 2
-    assert all(record.length == 15 for record in batch.trajectories if not record.won)
+    assert all(record.length == 15 for record in batch.trajectories() if not record.won)
 
 
 @pytest.mark.parametrize("env", ["household", "webshop"])
@@ -85,53 +81,50 @@ def test_ids_rewards_and_outcomes_match_a_naive_recount(env: str) -> None:
     actor = RecordingRandomActor(seed=1)
     batch = play(env, actor, seeds, group_size, 6, invalid_penalty=PENALTY)
     n = len(batch)
-    assert n == len(actor.seen) == sum(record.length for record in batch.trajectories)
-    for name in ("group_id", "traj_id", "turn", "reward", "valid", "won", "anchor_id"):
-        assert getattr(batch, name).shape == (n,), name
-    rows_of: dict[int, list[int]] = {}
-    for row in range(n):
-        rows_of.setdefault(int(batch.traj_id[row]), []).append(row)
-    for record in batch.trajectories:
-        rows = rows_of[record.traj_id]
-        assert rows == list(range(rows[0], rows[0] + record.length))  # contiguous
-        assert [int(batch.turn[r]) for r in rows] == list(range(record.length))
+    records = batch.trajectories()
+    assert n == len(actor.seen) == sum(record.length for record in records)
+    for name in ("group", "traj", "turn", "reward", "valid", "won", "anchor"):
+        assert batch[name].shape == (n,), name
+    spans_of: dict[int, list[int]] = {}
+    for span in range(n):
+        spans_of.setdefault(int(batch["traj"][span]), []).append(span)
+    for record in records:
+        spans = spans_of[record.traj_id]
+        assert spans == list(range(spans[0], spans[0] + record.length))  # contiguous
+        assert [int(batch["turn"][s]) for s in spans] == list(range(record.length))
         assert record.group_id == record.traj_id // group_size
         assert record.seed == seeds[record.group_id]
-        assert all(int(batch.group_id[r]) == record.group_id for r in rows)
-        total = sum(float(batch.env_reward[r]) for r in rows)
+        assert all(int(batch["group"][s]) == record.group_id for s in spans)
+        total = sum(float(batch["env_reward"][s]) for s in spans)
         assert record.episode_return == pytest.approx(total)
-        assert all(float(batch.episode_return[r]) == pytest.approx(total) for r in rows)
-        assert all(bool(batch.won[r]) == record.won for r in rows)
-        assert record.invalid_turns == sum(not bool(batch.valid[r]) for r in rows)
+        assert all(float(batch["episode_return"][s]) == pytest.approx(total) for s in spans)
+        assert all(bool(batch["won"][s]) == record.won for s in spans)
+        assert record.invalid_turns == sum(not bool(batch["valid"][s]) for s in spans)
         assert record.length == 6 or record.won or record.error is not None
-    for row in range(n):
-        parsed = parse_response(batch.response_texts[row])
+    for span in range(n):
+        parsed = parse_response(batch["response_text"][span])
+        valid = bool(batch["valid"][span])
         if not parsed.well_formed:
-            assert not bool(batch.valid[row])
-        expected = float(batch.env_reward[row]) - (0.0 if bool(batch.valid[row]) else PENALTY)
-        assert float(batch.reward[row]) == pytest.approx(expected)
-        expected_score = float(batch.episode_return[row]) - (0 if batch.valid[row] else PENALTY)
-        assert float(batch.scores()[row]) == pytest.approx(expected_score)
-    assert not bool(batch.valid.all())  # the malformed fifths
+            assert not valid
+        expected = float(batch["env_reward"][span]) - (0.0 if valid else PENALTY)
+        assert float(batch["reward"][span]) == pytest.approx(expected)
+    assert not bool(batch["valid"].all())  # the malformed fifths
     # same seed => same task: every first prompt of a group is the same text
     for g in range(len(seeds)):
         members = range(g * group_size, (g + 1) * group_size)
-        assert len({batch.prompt_texts[rows_of[t][0]] for t in members}) == 1
+        assert len({batch["prompt_text"][spans_of[t][0]] for t in members}) == 1
     # anchors: equal ids exactly for equal (group, observation the turn acted from)
     keys = [
-        (int(batch.group_id[r]), actor.seen[int(batch.traj_id[r]), int(batch.turn[r])].observation)
-        for r in range(n)
+        (
+            int(batch["group"][s]),
+            actor.seen[int(batch["traj"][s]), int(batch["turn"][s])].observation,
+        )
+        for s in range(n)
     ]
+    anchor = batch["anchor"]
     for a in range(n):
         for b in range(n):
-            assert (batch.anchor_id[a] == batch.anchor_id[b]) == (keys[a] == keys[b])
-
-
-def test_pad_turns_hand_case() -> None:
-    ids, attention, response = pad_turns([[5, 6], [7]], [[8], [9, 10, 11]], pad_id=0)
-    assert ids.tolist() == [[5, 6, 8, 0, 0], [0, 7, 9, 10, 11]]
-    assert attention.tolist() == [[1, 1, 1, 0, 0], [0, 1, 1, 1, 1]]
-    assert response.tolist() == [[0, 0, 1, 0, 0], [0, 0, 1, 1, 1]]
+            assert (anchor[a] == anchor[b]) == (keys[a] == keys[b])
 
 
 class ExplodingEnv(TextEnv):
@@ -160,10 +153,11 @@ def test_crashing_environment_ends_only_its_trajectory() -> None:
     with EnvPool(ExplodingEnv, 4) as pool:
         batch = rollout(FunctionResponder(actor), pool, "counter", [0, 1], 2, 10, COMPACT)
         assert len(pool.errors) == 1
-    crashed = batch.trajectories[1]
+    records = batch.trajectories()
+    crashed = records[1]
     assert crashed.error is not None and "engine crashed" in crashed.error
     assert crashed.length == 2 and not crashed.won and crashed.invalid_turns == 0
-    for record in (batch.trajectories[0], *batch.trajectories[2:]):
+    for record in (records[0], *records[2:]):
         assert record.error is None and record.won and record.length == 3
         assert record.episode_return == 1.0
 
@@ -187,7 +181,7 @@ def tiny() -> tuple[Any, Any]:
     return household_policy(COMPACT)
 
 
-def model_rollout(tiny: tuple[Any, Any], seed: int, max_prompt_tokens: int = 96) -> TurnBatch:
+def model_rollout(tiny: tuple[Any, Any], seed: int, max_prompt_tokens: int = 96) -> SpanBatch:
     model, tokenizer = tiny
     stop = AgentTokenIds.of(tokenizer).action_close
     sampling = SamplingConfig(max_new_tokens=12, temperature=1.0, stop_token_ids=(stop,))
@@ -202,33 +196,31 @@ def test_tiny_model_rollout_end_to_end(tiny: tuple[Any, Any]) -> None:
     batch = model_rollout(tiny, seed=0)
     assert len(batch) == 4 * 3  # an untrained model never finishes in 3 turns
     stops = {AgentTokenIds.of(tokenizer).action_close, tokenizer.eos_token_id}
-    for row in range(len(batch)):
-        full = tokenizer(batch.prompt_texts[row])["input_ids"]
+    tokens = batch.turn_tokens()
+    for span, (prompt, response) in enumerate(tokens):
+        full = tokenizer(batch["prompt_text"][span])["input_ids"]
         assert len(full) > 96  # left truncation happened and kept the end
-        assert batch.prompt_ids[row] == full[-96:]
-        response = batch.response_ids[row]
+        assert prompt == full[-96:]
         assert 1 <= len(response) <= 12
         assert response[-1] in stops or len(response) == 12
-        assert tokenizer.decode(response, skip_special_tokens=True) == batch.response_texts[row]
-    input_ids, attention, response_mask = batch.to_padded(tokenizer.pad_token_id)
-    P = max(len(p) for p in batch.prompt_ids)
-    R = max(len(r) for r in batch.response_ids)
-    assert input_ids.shape == attention.shape == response_mask.shape == (len(batch), P + R)
-    for row in range(len(batch)):
-        prompt, response = batch.prompt_ids[row], batch.response_ids[row]
-        assert input_ids[row, P - len(prompt) : P].tolist() == prompt
-        assert input_ids[row, P : P + len(response)].tolist() == response
-        assert attention[row].tolist() == [0] * (P - len(prompt)) + [1] * (
-            len(prompt) + len(response)
-        ) + [0] * (R - len(response))
-        assert response_mask[row].tolist() == [0] * P + [1] * len(response) + [0] * (
-            R - len(response)
+        assert tokenizer.decode(response, skip_special_tokens=True) == batch["response_text"][span]
+    # the turn layout: one right-padded row per turn, its prompt then its response
+    width = max(len(p) + len(r) for p, r in tokens)
+    assert batch.input_ids.shape == batch.attention_mask.shape == (len(batch), width)
+    assert batch.span_row.tolist() == list(range(len(batch)))
+    for row, (prompt, response) in enumerate(tokens):
+        used, pad = len(prompt) + len(response), width - len(prompt) - len(response)
+        assert batch.input_ids[row].tolist() == prompt + response + [tokenizer.pad_token_id] * pad
+        assert batch.attention_mask[row].tolist() == [1] * used + [0] * pad
+        assert (
+            batch.response_mask[row].tolist()
+            == [False] * len(prompt) + [True] * len(response) + [False] * pad
         )
 
 
 def test_same_seed_same_batch(tiny: tuple[Any, Any]) -> None:
     first, second, other = (model_rollout(tiny, seed) for seed in (3, 3, 4))
-    assert first.response_ids == second.response_ids and first.prompt_ids == second.prompt_ids
-    for name in ("reward", "valid", "anchor_id", "traj_id", "turn", "won"):
-        assert torch.equal(getattr(first, name), getattr(second, name)), name
-    assert first.response_ids != other.response_ids
+    assert torch.equal(first.input_ids, second.input_ids)
+    for name in ("reward", "valid", "anchor", "traj", "turn", "won"):
+        assert torch.equal(first[name], second[name]), name
+    assert first.turn_tokens() != other.turn_tokens()

@@ -160,7 +160,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _sft(args: argparse.Namespace) -> int:
     """The starting policy alone: tokenizer + tiny model + behaviour cloning (or a model path with
     ``warm_start.enabled=on``), saved where ``aem train model.path=OUT`` loads it."""
-    from aem.trainer.models import initial_policy
+    from aem.trainer.initial_policy import initial_policy
 
     config = load_config(args.config, args.overrides)
     if config.warm_start.enabled == "auto" and config.model.path != "tiny":

@@ -9,10 +9,11 @@ Two layouts (``layout=``):
   (:func:`aem.agent.build_followup`) after the previous response, and the model keeps its KV
   cache across turns (:class:`aem.policy.session.DecodingSession`), so nothing is encoded twice.
   The agent sees its whole history; a trajectory whose sequence would outgrow
-  ``max_sequence_tokens`` ends there (``TrajectoryRecord.context_full``).
+  ``max_sequence_tokens`` ends there (span field ``context_full``).
 
-Either way the result is one :class:`TurnBatch` row per turn; :meth:`TurnBatch.packed` lays the
-tokens out for the model in the rollout's layout. Who generates is a :class:`Responder`:
+Either way the result is one :class:`aem.batch.SpanBatch`: the model rows in the rollout's
+layout and one span per turn, with the turn's group, trajectory, rewards and texts. Who generates
+is a :class:`Responder`:
 :class:`ModelResponder` samples from a causal LM (one batched call per turn for every live
 environment), :class:`FunctionResponder` wraps a plain Python function (a scripted expert, a random
 agent) so the same loop runs without a model.
@@ -36,13 +37,11 @@ from aem.agent import (
     parse_response,
 )
 from aem.agent import turn_reward as agent_turn_reward
-from aem.algorithms._checks import require_int_at_least
+from aem.batch import LAYOUTS, SpanBatch
+from aem.checks import require_int_at_least
 from aem.envs.pool import EnvPool
-from aem.policy.packing import PackedBatch, pack_trajectories, pack_turns
 from aem.policy.sampling import SamplingConfig
 from aem.policy.session import DecodingSession
-
-LAYOUTS = ("turn", "trajectory")
 
 # --------------------------------------------------------------------------- responders
 
@@ -257,100 +256,6 @@ class FunctionResponder:
         return responses
 
 
-# --------------------------------------------------------------------------- the batch
-
-
-@dataclass(frozen=True)
-class TrajectoryRecord:
-    """Summary of one trajectory. ``episode_return`` sums the environment rewards (no
-    penalties); ``error`` is the environment's error message if it crashed (the trajectory then
-    ended there, as failed); ``context_full``: it ended because its sequence had no room for
-    another turn (trajectory layout)."""
-
-    group_id: int
-    traj_id: int
-    seed: int
-    task_type: str
-    won: bool
-    episode_return: float
-    length: int
-    invalid_turns: int
-    error: str | None
-    context_full: bool = False
-
-
-def pad_turns(
-    prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], pad_id: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(input_ids, attention_mask, response_mask)``, each ``[N, P + R]``: prompts left-padded to
-    the longest prompt ``P``, responses right-padded to the longest response ``R`` (the layout of
-    :meth:`aem.policy.GenerationOutput.sequences`, the input of :func:`aem.policy.score`)."""
-    packed = pack_turns(prompt_ids, response_ids, pad_id)
-    return packed.input_ids, packed.attention_mask, packed.response_mask.long()
-
-
-@dataclass
-class TurnBatch:
-    """One row per turn, ``N`` rows, sorted by ``(traj_id, turn)`` (a trajectory's turns are
-    contiguous and in order).
-
-    ``group_id`` is the task index in ``task_seeds`` (a group is every trajectory of one task);
-    ``traj_id`` the environment index in the pool (``group_id * group_size + k``); ``turn`` the
-    turn number from 0. ``env_reward`` is the environment's reward on the turn; ``reward`` is
-    ``env_reward`` minus the invalid-action penalty when the turn was not ``valid`` (malformed
-    response or refused action, :func:`aem.agent.turn_reward`). ``episode_return`` and ``won``
-    repeat the trajectory's total environment reward and outcome on each of its rows.
-    ``anchor_id`` numbers the distinct ``(group_id, observation text)`` pairs the turns acted
-    from (GiGPO's anchor states). ``prompt_texts`` are the texts the turns added (``prompt_ids``
-    may be left-truncated); ``response_texts`` the decoded responses. ``layout`` is the
-    rollout's (``"turn"``: ``prompt_ids`` are whole prompts; ``"trajectory"``: after a
-    trajectory's first turn they continue its sequence), which :meth:`packed` follows.
-    """
-
-    prompt_ids: list[list[int]]
-    response_ids: list[list[int]]
-    group_id: Tensor
-    traj_id: Tensor
-    turn: Tensor
-    reward: Tensor
-    env_reward: Tensor
-    valid: Tensor
-    episode_return: Tensor
-    won: Tensor
-    anchor_id: Tensor
-    task_type: list[str]
-    prompt_texts: list[str]
-    response_texts: list[str]
-    trajectories: list[TrajectoryRecord] = field(default_factory=list)
-    layout: str = "turn"
-
-    def __len__(self) -> int:
-        return len(self.prompt_ids)
-
-    def to_padded(self, pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``(input_ids, attention_mask, response_mask)`` ``[N, P + R]``; see :func:`pad_turns`.
-        One row per turn, so only for the turn layout (else see :meth:`packed`)."""
-        if self.layout != "turn":
-            raise ValueError(f"to_padded needs layout 'turn', got {self.layout!r}; use packed()")
-        return pad_turns(self.prompt_ids, self.response_ids, pad_id)
-
-    def packed(self, pad_id: int) -> PackedBatch:
-        """The tokens as model rows in this batch's layout, right-padded, with one span per turn
-        row (span ``s`` is row ``s`` of this batch): :func:`aem.policy.packing.pack_turns` or
-        :func:`~aem.policy.packing.pack_trajectories`."""
-        if self.layout == "trajectory":
-            return pack_trajectories(
-                self.prompt_ids, self.response_ids, self.traj_id.tolist(), pad_id
-            )
-        return pack_turns(self.prompt_ids, self.response_ids, pad_id, right_padded=True)
-
-    def scores(self) -> Tensor:
-        """verl-agent's per-row scalar score: the trajectory's ``episode_return`` plus this row's
-        own penalty (``reward - env_reward``, i.e. ``-invalid_penalty`` on an invalid turn, else
-        0). Every turn of a trajectory shares the outcome; only invalid turns are marked down."""
-        return self.episode_return + (self.reward - self.env_reward)
-
-
 # --------------------------------------------------------------------------- the loop
 
 
@@ -398,8 +303,10 @@ def rollout(
     invalid_penalty: float = INVALID_ACTION_PENALTY,
     reset_options: dict[str, Any] | None = None,
     layout: str = "turn",
-) -> TurnBatch:
-    """Play ``len(task_seeds) * group_size`` trajectories and return their turns.
+) -> SpanBatch:
+    """Play ``len(task_seeds) * group_size`` trajectories and return their turns as one
+    :class:`~aem.batch.SpanBatch` (fields: :data:`aem.batch.ROLLOUT_FIELDS`), its rows padded
+    with the responder's tokenizer's pad id.
 
     Environment ``i`` of ``pool`` (which must hold exactly that many) plays task
     ``task_seeds[i // group_size]`` (same seed, same task). Each turn every live environment's
@@ -407,9 +314,10 @@ def rollout(
     prompt or a continuation, see the module docstring), the responder answers all of them at
     once, the responses are parsed (:func:`aem.agent.parse_response`) and the actions stepped
     in the pool. A trajectory ends when its environment terminates or truncates, after
-    ``max_turns`` turns, when its environment raises (``TrajectoryRecord.error``; that last turn
+    ``max_turns`` turns, when its environment raises (span field ``error``; that last turn
     is judged on its response's form only, since the engine gave no verdict), or when the
     responder had no room left in its sequence (``context_full``; that turn is not played).
+    A trajectory whose first turn did not fit (a responder with no room at all) has no span.
     Deterministic given the responder's generator and the seeds.
     """
     _check_rollout_args(pool, task_seeds, group_size, max_turns, invalid_penalty)
@@ -482,7 +390,7 @@ def rollout(
             traj.invalid_turns += int(not valid)
             traj.error = None if error is None else str(error)
             traj.done = bool(terminated or truncated) or error is not None
-    return _assemble(rows, trajs, layout)
+    return _assemble(rows, trajs, layout, _pad_id(responder))
 
 
 def _check_rollout_args(
@@ -533,51 +441,46 @@ def _context_of(
     )
 
 
-def _assemble(rows: list[_Row], trajs: list[_Trajectory], layout: str) -> TurnBatch:
+def _pad_id(responder: Responder) -> int:
+    """The pad id of the responder's tokenizer (0 without one: its token lists are empty)."""
+    pad_id = getattr(getattr(responder, "tokenizer", None), "pad_token_id", None)
+    return 0 if pad_id is None else int(pad_id)
+
+
+def _assemble(rows: list[_Row], trajs: list[_Trajectory], layout: str, pad_id: int) -> SpanBatch:
     rows = sorted(rows, key=lambda row: (row.traj_id, row.turn))
     anchors: dict[tuple[int, str], int] = {}
     anchor_ids = [
         anchors.setdefault((trajs[r.traj_id].group_id, r.observation), len(anchors)) for r in rows
     ]
-    lengths = [0] * len(trajs)
-    for row in rows:
-        lengths[row.traj_id] += 1
-    records = [
-        TrajectoryRecord(
-            group_id=t.group_id,
-            traj_id=i,
-            seed=t.seed,
-            task_type=t.task_type,
-            won=t.won,
-            episode_return=t.episode_return,
-            length=lengths[i],
-            invalid_turns=t.invalid_turns,
-            error=t.error,
-            context_full=t.context_full,
-        )
-        for i, t in enumerate(trajs)
-    ]
+    of_traj = [trajs[r.traj_id] for r in rows]
 
     def long(values: list[int]) -> Tensor:
         return torch.tensor(values, dtype=torch.long)
 
-    return TurnBatch(
-        prompt_ids=[r.prompt_ids for r in rows],
-        response_ids=[r.response_ids for r in rows],
-        group_id=long([trajs[r.traj_id].group_id for r in rows]),
-        traj_id=long([r.traj_id for r in rows]),
-        turn=long([r.turn for r in rows]),
-        reward=torch.tensor([r.reward for r in rows], dtype=torch.float32),
-        env_reward=torch.tensor([r.env_reward for r in rows], dtype=torch.float32),
-        valid=torch.tensor([r.valid for r in rows], dtype=torch.bool),
-        episode_return=torch.tensor(
-            [trajs[r.traj_id].episode_return for r in rows], dtype=torch.float32
-        ),
-        won=torch.tensor([trajs[r.traj_id].won for r in rows], dtype=torch.bool),
-        anchor_id=long(anchor_ids),
-        task_type=[trajs[r.traj_id].task_type for r in rows],
-        prompt_texts=[r.prompt_text for r in rows],
-        response_texts=[r.response_text for r in rows],
-        trajectories=records,
-        layout=layout,
+    return SpanBatch.from_turns(
+        [r.prompt_ids for r in rows],
+        [r.response_ids for r in rows],
+        [r.traj_id for r in rows],
+        layout,
+        pad_id,
+        spans={
+            "group": long([t.group_id for t in of_traj]),
+            "traj": long([r.traj_id for r in rows]),
+            "turn": long([r.turn for r in rows]),
+            "anchor": long(anchor_ids),
+            "reward": torch.tensor([r.reward for r in rows], dtype=torch.float32),
+            "env_reward": torch.tensor([r.env_reward for r in rows], dtype=torch.float32),
+            "valid": torch.tensor([r.valid for r in rows], dtype=torch.bool),
+            "episode_return": torch.tensor(
+                [t.episode_return for t in of_traj], dtype=torch.float64
+            ),
+            "won": torch.tensor([t.won for t in of_traj], dtype=torch.bool),
+            "context_full": torch.tensor([t.context_full for t in of_traj], dtype=torch.bool),
+            "seed": long([t.seed for t in of_traj]),
+            "task_type": [t.task_type for t in of_traj],
+            "error": [t.error for t in of_traj],
+            "prompt_text": [r.prompt_text for r in rows],
+            "response_text": [r.response_text for r in rows],
+        },
     )

@@ -353,12 +353,12 @@ def test_grpo_multi_turn_penalty_by_hand() -> None:
     )
     # trajectory stats: samples {1.0, 0.0}: mean 0.5, std sqrt(0.5)
     s = math.sqrt(0.5) + EPS
-    adv, _ = compute_advantages("grpo", inputs)
+    adv, _ = compute_advantages("grpo", inputs, AdvantageConfig(grpo_stats="trajectory"))
     assert_close(adv[:, 0], [0.4 / s, 0.5 / s, -0.5 / s])
-    # turn stats: samples {0.9, 1.0, 0.0}
+    # turn stats (the default): samples {0.9, 1.0, 0.0}
     mean = 1.9 / 3
     std = math.sqrt(((0.9 - mean) ** 2 + (1.0 - mean) ** 2 + mean**2) / 2)
-    adv, _ = compute_advantages("grpo", inputs, AdvantageConfig(grpo_stats="turn"))
+    adv, _ = compute_advantages("grpo", inputs)
     assert_close(adv[:, 0], [(x - mean) / (std + EPS) for x in (0.9, 1.0, 0.0)])
     # rloo: each row minus the other trajectory's score
     adv, _ = compute_advantages("rloo", inputs)
@@ -413,8 +413,8 @@ def test_gigpo_by_hand() -> None:
         step_rewards=torch.tensor([0.0, 1.0, 0.0, 0.0]),
         anchor_id=torch.tensor([100, 101, 100, 102]),
     )
-    config = AdvantageConfig(gigpo_step_gamma=0.5)
-    # episode: {1, 0} -> +-0.5 / sqrt(0.5). step returns a: .5, 1; b: 0, 0.
+    config = AdvantageConfig(gigpo_step_gamma=0.5, grpo_stats="trajectory")
+    # episode (trajectory statistics): {1, 0} -> +-0.5 / sqrt(0.5). step returns a: .5, 1; b: 0, 0.
     episode = 0.5 / (math.sqrt(0.5) + EPS)
     # step group s0 = {0.5, 0}: mean .25, std sqrt(2 * .25**2) ; s1, s2 singletons -> 0
     step = 0.25 / (math.sqrt(2 * 0.25**2) + EPS)

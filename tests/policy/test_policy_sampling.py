@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
-from aem.policy.batching import left_pad, position_ids_from_mask
+from aem.policy.rows import left_pad, position_ids_from_mask
 from aem.policy.sampling import SamplingConfig, cache_keyword, generate, nucleus_filter
 from aem.policy.tokenizer import AgentTokenIds
 

@@ -7,9 +7,9 @@ import torch
 from policy_helpers import noisy_tiny_model
 from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
-from aem.policy.batching import body_inputs, position_ids_from_mask
+from aem.policy.rows import body_inputs, position_ids_from_mask
 from aem.policy.sampling import SamplingConfig, generate
-from aem.policy.scoring import score, score_in_chunks
+from aem.policy.scoring import score
 
 
 def reference_scores(
@@ -178,22 +178,6 @@ def test_bad_inputs_raise(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenize
     capped.config.final_logit_softcapping = 30.0
     with pytest.raises(ValueError, match="final_logit_softcapping"):
         score(capped, ids, attention, torch.tensor([[0, 0, 1, 1]]))
-
-
-@pytest.mark.parametrize("rows_per_chunk", [1, 3, 100])
-def test_chunked_scoring_matches_the_float64_reference(
-    model: Qwen2ForCausalLM, rollout, rows_per_chunk: int
-) -> None:
-    """Sorted, cropped chunks give every row the scores of the whole batch, in row order."""
-    input_ids, attention_mask, response_mask = rollout.sequences()
-    out = score_in_chunks(model, input_ids, attention_mask, response_mask, rows_per_chunk, 0.9)
-    expected_log_p, expected_entropy = reference_scores(
-        model, input_ids, attention_mask, response_mask, 0.9
-    )
-    torch.testing.assert_close(out.log_probs.double(), expected_log_p, atol=2e-5, rtol=1e-5)
-    torch.testing.assert_close(out.entropy.double(), expected_entropy, atol=2e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="rows_per_chunk must be an int >= 1, got 0"):
-        score_in_chunks(model, input_ids, attention_mask, response_mask, 0)
 
 
 def test_right_padded_rows_take_the_mask_free_path_with_the_same_scores(

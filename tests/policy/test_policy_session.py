@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import DynamicCache, PreTrainedTokenizerFast, Qwen2ForCausalLM
 
-from aem.policy.batching import left_pad
+from aem.policy.rows import left_pad
 from aem.policy.sampling import SamplingConfig, decode, generate, growing_cache
 from aem.policy.scoring import score
 from aem.policy.session import DecodingSession

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
-from aem.policy.batching import left_pad
+from aem.policy.rows import left_pad
 from aem.policy.value import CriticModel
 
 

@@ -10,8 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from aem.policy.compiled import body_of
-from aem.policy.scoring import score, score_in_chunks
+from aem.policy.runner import PolicyRunner
 from aem.trainer.checkpoint import latest_checkpoint
 from aem.trainer.config import load_config
 from aem.trainer.loop import Trainer
@@ -53,28 +52,27 @@ def test_compiled_run_matches_the_eager_run(runs):
     for key in COMPARED:
         assert compiled[key] == pytest.approx(eager[key], rel=RELATIVE_TOLERANCE, abs=1e-7), key
     trainer = runs[True][0]
-    assert trainer.policy_body._orig_mod is trainer.model.base_model
-    assert runs[False][0].policy_body is None
+    assert trainer.policy.compiled_body._orig_mod is trainer.model.base_model
+    assert runs[False][0].policy.compiled_body is None
 
 
 def test_compiled_scoring_and_values_match_eager(runs):
     trainer = runs[True][0]
-    model, critic = trainer.model, trainer.critic
+    policy, critic = trainer.policy, trainer.critic
     generator = torch.Generator().manual_seed(0)
     lengths = torch.tensor([37, 12, 25, 37, 30, 18])  # right-padded rows, as the trainer's
     ids = torch.randint(3, len(trainer.tokenizer), (6, 37), generator=generator)
     mask = (torch.arange(37) < lengths[:, None]).long()
-    response = mask.clone()
-    response[:, :8] = 0
-    eager = score_in_chunks(model, ids, mask, response, rows_per_chunk=4)
-    compiled = score_in_chunks(
-        model, ids, mask, response, rows_per_chunk=4, body=trainer.policy_body
-    )
-    torch.testing.assert_close(compiled.log_probs, eager.log_probs, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(compiled.entropy, eager.entropy, atol=1e-4, rtol=1e-4)
+    response = mask.bool() & (torch.arange(37) >= 8)
+    eager = PolicyRunner(policy.model, policy.temperature)
     with torch.no_grad():
-        values = critic.values(ids, mask, body=trainer.critic_body)
-        torch.testing.assert_close(values, critic.values(ids, mask), atol=1e-4, rtol=1e-4)
+        for rows in (slice(0, 4), slice(4, 6)):
+            compiled = policy.score(ids[rows], mask[rows], response[rows])
+            expected = eager.score(ids[rows], mask[rows], response[rows])
+            torch.testing.assert_close(compiled.log_probs, expected.log_probs, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(compiled.entropy, expected.entropy, atol=1e-4, rtol=1e-4)
+        values = critic.values(ids, mask)
+        torch.testing.assert_close(values, critic.critic.values(ids, mask), atol=1e-4, rtol=1e-4)
 
 
 def test_checkpoints_final_model_and_resume_keep_plain_names(runs):
@@ -88,18 +86,25 @@ def test_checkpoints_final_model_and_resume_keep_plain_names(runs):
 
     resumed, records = _run(run_dir, True, "trainer.iterations=3", resume=True)
     assert [r["iteration"] for r in records] == [2]
-    assert resumed.policy_body._orig_mod is resumed.model.base_model
+    assert resumed.policy.compiled_body._orig_mod is resumed.model.base_model
 
 
-def test_a_body_of_another_model_is_refused_and_one_row_runs_eagerly(runs):
-    trainer = runs[False][0]
+def test_one_row_runs_eagerly(runs, monkeypatch):
+    policy = runs[True][0].policy
+    ran = []
+
+    def spy(body, *args, **kwargs):
+        ran.append(body)
+        return original(body, *args, **kwargs)
+
+    import aem.policy.runner as runner
+
+    original = runner.last_hidden_state
+    monkeypatch.setattr(runner, "last_hidden_state", spy)
     ids = torch.randint(3, 50, (2, 6))
-    mask = torch.ones_like(ids)
-    with pytest.raises(ValueError, match="body must be the model's own body"):
-        score(trainer.model, ids, mask, mask * (torch.arange(6) > 2), body=trainer.critic.body)
-    compiled = runs[True][0]
-    assert body_of(compiled.model.base_model, compiled.policy_body, 2) is compiled.policy_body
-    assert body_of(compiled.model.base_model, compiled.policy_body, 1) is compiled.model.base_model
+    for rows in (2, 1):
+        policy.hidden_states(ids[:rows], torch.ones_like(ids[:rows]))
+    assert ran == [policy.compiled_body, policy.model.base_model]
 
 
 def test_compile_is_off_by_default():

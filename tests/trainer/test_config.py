@@ -64,7 +64,16 @@ def test_parse_overrides_values():
     [
         (["aem.enable=false"], r"unknown config key 'aem.enable'; valid keys here: \['enabled'"),
         (["bogus=1"], "unknown config key 'bogus'"),
-        (["algorithm=foo"], "algorithm.name.*'grpo'.*'dapo'"),
+        (["algorithm=foo"], "algorithm.name.*'dapo'.*'grpo'.*got 'foo'"),
+        (["algorithm.estimator=bogus"], r"algorithm.estimator.*\['drgrpo', 'gae', 'gigpo'"),
+        (["algorithm.loss=dpo"], r"algorithm.loss.*\['gspo', 'ppo', 'vanilla'\]"),
+        (["algorithm.agg_mode=mean"], "algorithm.agg_mode.*'seq-mean-token-mean'"),
+        (["algorithm.kl_kind=k4"], r"algorithm.kl_kind.*'low_var_kl\+'"),
+        (["algorithm.grpo_stats=episode"], "algorithm.grpo_stats.*'trajectory', 'turn'"),
+        (["modulation=empg"], r"modulation.*\['aem', 'none'\].*got 'empg'"),
+        (["modulation=aem", "aem.enabled=false"], "modulation=aem contradicts aem.enabled"),
+        (["analysis.mask_quadrant=up"], "analysis.mask_quadrant.*'decreasing'"),
+        (["env.name=nowhere"], r"env.name.*\['alfworld', .*'household'.*got 'nowhere'"),
         (["rollout.tasks=0"], "rollout.tasks"),
         (["aem.temperature=-1"], "aem.temperature"),
         (["aem=1"], "config key 'aem' is a section"),
@@ -82,3 +91,44 @@ def test_bad_yaml_file(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(path)
+
+
+def test_modulation_follows_aem_enabled_unless_set():
+    assert load_config().modulation_name() == "aem"
+    assert load_config(overrides=["aem.enabled=false"]).modulation_name() == "none"
+    assert load_config(overrides=["modulation=none"]).modulation_name() == "none"
+    assert load_config(overrides=["modulation=aem"]).modulation_name() == "aem"
+
+
+@pytest.fixture
+def own_registries(monkeypatch):
+    """The algorithm registries as they are, restored after the test."""
+    from aem.algorithms import advantages, losses, modulation
+
+    for module, name in ((advantages, "_ESTIMATORS"), (losses, "_POLICY_LOSSES")):
+        monkeypatch.setattr(module, name, dict(getattr(module, name)))
+    monkeypatch.setattr(modulation, "_MODULATIONS", dict(modulation._MODULATIONS))
+
+
+def test_a_registered_estimator_loss_and_modulation_are_selectable(own_registries):
+    from aem.algorithms import register_advantage_estimator, register_policy_loss
+    from aem.algorithms.modulation import register_modulation
+
+    register_advantage_estimator("test-estimator")(lambda inputs, config: (None, None))
+    register_policy_loss("test-loss")(lambda *args: (None, {}))
+    register_modulation("test-modulation")(lambda *args: None)
+    config = load_config(
+        overrides=[
+            "algorithm.estimator=test-estimator",
+            "algorithm.loss=test-loss",
+            "modulation=test-modulation",
+        ]
+    )
+    algo = config.algorithm.resolved()
+    assert (algo.estimator, algo.loss, config.modulation_name()) == (
+        "test-estimator",
+        "test-loss",
+        "test-modulation",
+    )
+    with pytest.raises(ConfigError, match="'test-estimator'"):
+        load_config(overrides=["algorithm.estimator=other"])

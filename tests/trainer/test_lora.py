@@ -188,7 +188,7 @@ def test_lora_training_changes_only_adapters_and_keeps_the_reference(tmp_path):
     assert changed_adapters > 0
     # The KL reference still computes the starting policy; the trained policy does not.
     ids = torch.tensor([[5, 60, 61, 62, 63, 64, 65]])
-    assert torch.equal(logits(trainer.reference, ids), logits(init, ids))
+    assert torch.equal(logits(trainer.reference.model, ids), logits(init, ids))
     assert not torch.allclose(logits(trainer.model, ids), logits(init, ids))
     # Checkpoints hold only the adapters; `final` is the merged plain model.
     stored = load_file(str(latest_checkpoint(run) / "policy.safetensors"))
@@ -222,7 +222,7 @@ def test_interrupted_lora_run_resumes_like_an_uninterrupted_one(tmp_path):
 def test_ppo_critic_of_a_lora_policy_trains_adapters_and_head(tmp_path):
     trainer, records = train(tmp_path, "ppo", "algorithm=ppo", "trainer.iterations=1")
     assert "critic/value_loss" in records[-1]
-    trainable = [n for n, p in trainer.critic.named_parameters() if p.requires_grad]
+    trainable = [n for n, p in trainer.critic.critic.named_parameters() if p.requires_grad]
     assert all("lora_" in n or n.startswith("head.") for n in trainable)
     assert any(n.startswith("head.") for n in trainable)
     stored = load_file(str(latest_checkpoint(tmp_path / "ppo") / "critic.safetensors"))

@@ -10,13 +10,15 @@ import random
 import pytest
 import torch
 
-from aem.policy.packing import pack_turns
+from aem.batch import SpanBatch
+from aem.policy.model import trainable_parameters
+from aem.policy.runner import PolicyRunner
 from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.trainer.checkpoint import load_checkpoint, save_checkpoint
 from aem.trainer.config import AlgorithmConfig, OptimConfig, load_config
 from aem.trainer.loop import Trainer
-from aem.trainer.update import UpdateBatch, trainable_parameters, update_policy
+from aem.trainer.phases import update_policy
 from tiny_config import TINY
 
 LORA = [
@@ -46,7 +48,7 @@ def test_trainer_optimizers_hold_exactly_the_trainable_parameters(tmp_path, lora
     try:
         for module, optimizer in (
             (trainer.model, trainer.optimizer),
-            (trainer.critic, trainer.critic_optimizer),
+            (trainer.critic.critic, trainer.critic_optimizer),
         ):
             everything = list(module.named_parameters())
             if lora:  # independent expectation: the adapter matrices (and the critic's head)
@@ -71,17 +73,16 @@ def tiny_policy(seed: int = 0):
     )
 
 
-def update_batch(vocab: int, rows: int = 4, length: int = 10) -> UpdateBatch:
+def update_batch(vocab: int, rows: int = 4, length: int = 10) -> SpanBatch:
     generator = torch.Generator().manual_seed(3)
     ids = torch.randint(0, vocab, (rows, length), generator=generator).tolist()
-    packed = pack_turns([row[:6] for row in ids], [row[6:] for row in ids], pad_id=0)
-    spans = packed.span_mask()
-    return UpdateBatch(
-        packed=packed,
-        loss_mask=spans,
-        old_log_probs=-torch.rand(spans.shape, generator=generator) * spans,
-        advantages=torch.randn(rows, 1, generator=generator).expand(spans.shape) * spans,
-    )
+    prompts, responses = [row[:6] for row in ids], [row[6:] for row in ids]
+    batch = SpanBatch.from_turns(prompts, responses, range(rows), "turn", pad_id=0)
+    spans = batch.span_mask()
+    batch["loss_mask"] = spans
+    batch["old_log_probs"] = -torch.rand(spans.shape, generator=generator) * spans
+    batch["advantages"] = torch.randn(rows, 1, generator=generator).expand(spans.shape) * spans
+    return batch
 
 
 def test_grad_norm_and_clipping_ignore_stale_gradients_of_frozen_parameters():
@@ -100,7 +101,7 @@ def test_grad_norm_and_clipping_ignore_stale_gradients_of_frozen_parameters():
         optimizer = torch.optim.AdamW(trainable_parameters(model), lr=optim.lr)
         batch = update_batch(model.config.vocab_size)
         shuffle = torch.Generator().manual_seed(0)
-        metrics = update_policy(model, optimizer, batch, algo, optim, shuffle, 1.0, False)
+        metrics = update_policy(batch, PolicyRunner(model), optimizer, algo, optim, shuffle)
         results.append((metrics, {n: p.detach().clone() for n, p in model.named_parameters()}))
     (clean, clean_params), (dirty, dirty_params) = results
     assert clean["actor/grad_norm"] > optim.grad_clip  # clipping is active in both runs

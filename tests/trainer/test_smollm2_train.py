@@ -91,6 +91,6 @@ def test_swe_run_with_lora(smol, tmp_path):
     stored = load_file(str(latest_checkpoint(tmp_path) / "policy.safetensors"))
     assert sorted(stored) == sorted(trainable)  # adapter-only checkpoint
     ids = torch.tensor([tokenizer.encode("<|im_start|>user\nrun tests<|im_end|>\n")])
-    assert torch.equal(logits(trainer.reference, ids), logits(start, ids))
+    assert torch.equal(logits(trainer.reference.model, ids), logits(start, ids))
     final, _ = load_policy(tmp_path / "final")
     assert torch.allclose(logits(final, ids), logits(trainer.model, ids), atol=1e-4)

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from aem.envs import register
 from aem.envs.household import HouseholdEnv
@@ -118,7 +119,7 @@ def test_env_that_raises_mid_episode_fails_only_its_episodes(tmp_path):
 def test_bad_configs_are_refused_before_training():
     with pytest.raises(ConfigError, match=r"unknown config key 'trainer\.iteration'"):
         load_config(overrides=["trainer.iteration=2"])
-    with pytest.raises(ConfigError, match=r"env\.name must be one of \[.*'household'"):
+    with pytest.raises(ConfigError, match=r"env\.name: .*must be one of \[.*'household'"):
         Trainer(load_config(overrides=[*TINY, "env.name=nowhere"]), "/tmp/never").setup()
 
 
@@ -163,3 +164,31 @@ def test_aem_sft_saves_a_policy_that_train_starts_from(tmp_path, capsys):
     assert records[0]["iteration"] == -1 and "warm_start/steps" not in records[0]
     assert main(["sft", "--out", str(out), *TINY]) == 2  # refuses to overwrite
     assert main(["sft", "--out", str(tmp_path / "x"), *TINY, "warm_start.steps=0"]) == 2
+
+
+def test_a_user_registered_estimator_and_modulation_train_from_the_cli(tmp_path, monkeypatch):
+    from aem.algorithms import advantages, modulation
+    from aem.algorithms.modulation import Modulation, register_modulation, response_entropy
+    from aem.cli import main
+
+    monkeypatch.setattr(advantages, "_ESTIMATORS", dict(advantages._ESTIMATORS))
+    monkeypatch.setattr(modulation, "_MODULATIONS", dict(modulation._MODULATIONS))
+    calls = []
+
+    @advantages.register_advantage_estimator("grpo-again")
+    def grpo_again(inputs, config):
+        calls.append("estimator")
+        return advantages.get_advantage_estimator("grpo")(inputs, config)
+
+    @register_modulation("halve")
+    def halve(adv, token_entropy, spans, config):
+        calls.append("modulation")
+        entropy = response_entropy(token_entropy, spans.response_mask)
+        return Modulation(adv * 0.5, entropy, torch.full_like(entropy, 0.5), {"halve/on": 1.0})
+
+    run = tmp_path / "run"
+    overrides = ["algorithm.estimator=grpo-again", "modulation=halve", "trainer.iterations=1"]
+    assert main(["train", *TINY, f"output_dir={run}", *overrides]) == 0
+    record = read_metrics(run)[1]
+    assert calls == ["estimator", "modulation"] and record["halve/on"] == 1.0
+    assert record["aem/weight_span_std"] == 0.0 and "aem/weight_max" not in record

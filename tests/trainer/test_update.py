@@ -1,5 +1,6 @@
 """The update step: micro-batches with accumulated gradients take the same optimiser step as
-the whole mini-batch, for every loss aggregation, in both layouts."""
+the whole mini-batch, for every loss aggregation, in both layouts; a loss the model makes
+non-finite is refused."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import copy
 import pytest
 import torch
 
-from aem.policy.packing import pack_trajectories, pack_turns
+from aem.batch import SpanBatch
+from aem.policy.runner import CriticRunner, PolicyRunner
 from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.policy.value import CriticModel
 from aem.trainer.config import AlgorithmConfig, OptimConfig
-from aem.trainer.update import UpdateBatch, update_critic, update_policy
+from aem.trainer.phases import update_critic, update_policy
 
 AGG_MODES = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
 
@@ -26,28 +28,24 @@ def model():
     )
 
 
-def random_batch(layout: str, seed: int = 0) -> UpdateBatch:
+def random_batch(layout: str, seed: int = 0) -> SpanBatch:
     rng = torch.Generator().manual_seed(seed)
     turns = 10
     prompts = [torch.randint(3, 250, (int(n),), generator=rng).tolist()
                for n in torch.randint(2, 30, (turns,), generator=rng)]  # fmt: skip
     responses = [torch.randint(3, 250, (int(n),), generator=rng).tolist()
                  for n in torch.randint(1, 8, (turns,), generator=rng)]  # fmt: skip
-    if layout == "turn":
-        packed = pack_turns(prompts, responses, pad_id=0)
-    else:
-        packed = pack_trajectories(prompts, responses, [0, 0, 0, 1, 2, 2, 3, 3, 3, 3], pad_id=0)
-    mask = packed.span_mask()
+    traj = [0, 0, 0, 1, 2, 2, 3, 3, 3, 3]
+    batch = SpanBatch.from_turns(prompts, responses, traj, layout, pad_id=0)
+    mask = batch.span_mask()
     shape = mask.shape
-    return UpdateBatch(
-        packed=packed,
-        loss_mask=mask & (torch.rand(shape, generator=rng) > 0.1),
-        old_log_probs=torch.where(mask, -torch.rand(shape, generator=rng) * 5, 0.0),
-        advantages=torch.where(mask, torch.randn(turns, generator=rng)[:, None], 0.0),
-        ref_log_probs=torch.where(mask, -torch.rand(shape, generator=rng) * 5, 0.0),
-        returns=torch.where(mask, torch.randn(shape, generator=rng), 0.0),
-        old_values=torch.where(mask, torch.randn(shape, generator=rng) * 0.1, 0.0),
-    )
+    batch["loss_mask"] = mask & (torch.rand(shape, generator=rng) > 0.1)
+    batch["old_log_probs"] = torch.where(mask, -torch.rand(shape, generator=rng) * 5, 0.0)
+    batch["advantages"] = torch.where(mask, torch.randn(turns, generator=rng)[:, None], 0.0)
+    batch["ref_log_probs"] = torch.where(mask, -torch.rand(shape, generator=rng) * 5, 0.0)
+    batch["returns"] = torch.where(mask, torch.randn(shape, generator=rng), 0.0)
+    batch["values"] = torch.where(mask, torch.randn(shape, generator=rng) * 0.1, 0.0)
+    return batch
 
 
 def step(model, batch, algo, micro_batch_tokens, critic=False):
@@ -57,10 +55,11 @@ def step(model, batch, algo, micro_batch_tokens, critic=False):
     if critic:
         model = CriticModel.from_causal_lm(model, seed=0)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
-        metrics = update_critic(model, optimizer, batch, optim, generator, bf16=False)
+        ppo = AlgorithmConfig(name="ppo").resolved()
+        metrics = update_critic(batch, CriticRunner(model), optimizer, ppo, optim, generator)
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)  # the step is lr * gradient
-        metrics = update_policy(model, optimizer, batch, algo, optim, generator, 1.0, False)
+        metrics = update_policy(batch, PolicyRunner(model), optimizer, algo, optim, generator)
     return model, metrics
 
 
@@ -91,18 +90,18 @@ def test_critic_micro_batches_take_the_mini_batch_step(model, layout) -> None:
     )
 
 
-def test_length_groups_cover_every_row_once_within_the_budget() -> None:
-    batch = random_batch("trajectory", seed=5)
-    packed = batch.packed
-    for budget in (1, 40, 90, 10**6):
-        groups = packed.length_groups(budget)
-        rows = sorted(r for g in groups for r in g.tolist())
-        assert rows == list(range(packed.input_ids.shape[0]))
-        for group in groups:
-            sub = packed.select_rows(group)[0].cropped()
-            assert len(group) == 1 or sub.input_ids.numel() <= budget
-            assert int(sub.attention_mask.sum()) == int(packed.attention_mask[group].sum())
-            spans = packed.select_rows(group)[1]
-            ids = packed.to_spans(packed.input_ids.float())[spans]
-            assert torch.equal(sub.to_spans(sub.input_ids.float()), ids)
-    assert len(packed.length_groups(10**6)) == 1
+def test_a_non_finite_policy_loss_is_refused(model) -> None:
+    """The micro-batches run without value checks (trusted inputs); a policy whose outputs turn
+    NaN still stops the update with an error naming the loss."""
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.lm_head.weight[0, 0] = float("nan")
+    batch = random_batch("turn")
+    algo = AlgorithmConfig(name="grpo").resolved()
+    optimizer = torch.optim.SGD(broken.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(1)
+    with pytest.raises(ValueError, match="the policy loss must be finite, got nan"):
+        update_policy(batch, PolicyRunner(broken), optimizer, algo, OptimConfig(), generator)
+    batch["advantages"][0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"advantages must be finite, got inf at index \(0, 0\)"):
+        update_policy(batch, PolicyRunner(model), optimizer, algo, OptimConfig(), generator)

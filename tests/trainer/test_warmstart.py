@@ -13,10 +13,11 @@ import torch
 from aem.agent import PromptConfig, parse_response
 from aem.envs.household.search_expert import search_action
 from aem.envs.pool import EnvPool
-from aem.policy.sampling import SamplingConfig
+from aem.policy.runner import PolicyRunner
+from aem.policy.sampling import SamplingConfig, generate
 from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import AgentTokenIds, build_tokenizer
-from aem.rollout import FunctionResponder, rollout
+from aem.rollout import FunctionResponder, encode_prompt, rollout
 from aem.trainer.warmstart import (
     NoisyExpert,
     corpus_texts,
@@ -27,11 +28,26 @@ from aem.trainer.warmstart import (
     sft_lr_factor,
     supervised_finetune,
     tokenize_pairs,
-    well_formed_rate,
 )
 
 COMPACT = PromptConfig(style="compact", history_length=1)
 MAX_PROMPT = 128
+
+
+def well_formed_rate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    sampling: SamplingConfig,
+    seed: int,
+    max_prompt_tokens: int,
+) -> float:
+    """Fraction of ``prompts`` whose sampled response :func:`aem.agent.parse_response` accepts."""
+    if len(prompts) == 0:
+        raise ValueError("prompts must not be empty")
+    ids = [encode_prompt(tokenizer, p, max_prompt_tokens) for p in prompts]
+    out = generate(model, tokenizer, ids, sampling, torch.Generator().manual_seed(seed))
+    return sum(parse_response(text).well_formed for text in out.texts) / len(prompts)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -141,7 +157,7 @@ def test_household_labels_use_only_what_the_prompt_shows(history_length: int) ->
     with EnvPool("household", 8) as pool:
         batch = rollout(FunctionResponder(actor), pool, "household", list(range(8)), 1, 30, prompt)
     assert checked > 40
-    assert sum(t.won for t in batch.trajectories) >= 6
+    assert sum(t.won for t in batch.trajectories()) >= 6
 
 
 def test_corpus_texts_hold_prompts_and_responses() -> None:
@@ -174,7 +190,7 @@ def test_first_loss_matches_a_per_row_reference(tokenizer: Any, pairs: Any) -> N
             log_probs = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
             nll -= float(log_probs.gather(1, torch.tensor(response)[:, None]).sum())
             count += len(response)
-    losses = supervised_finetune(model, tokenizer, pairs, 1, 4, 1e-3, 7, False, MAX_PROMPT)
+    losses = supervised_finetune(PolicyRunner(model), tokenizer, pairs, 1, 4, 1e-3, 7, MAX_PROMPT)
     assert losses[0] == pytest.approx(nll / count, rel=1e-4)
     assert abs(losses[0] - math.log(len(tokenizer))) < 1.0  # near-uniform at initialisation
     assert not model.training  # eval mode restored
@@ -186,7 +202,7 @@ def test_sft_lowers_the_loss_and_teaches_the_format(tokenizer: Any, pairs: Any) 
     greedy = SamplingConfig(max_new_tokens=20, temperature=0.0, stop_token_ids=(stop,))
     held_out = [p for p, _ in expert_dataset("household", 4, 0.3, 99, COMPACT, 25)][:24]
     before = well_formed_rate(model, tokenizer, held_out, greedy, 0, MAX_PROMPT)
-    losses = supervised_finetune(model, tokenizer, pairs, 30, 16, 3e-3, 0, False, MAX_PROMPT)
+    losses = supervised_finetune(PolicyRunner(model), tokenizer, pairs, 30, 16, 3e-3, 0, MAX_PROMPT)
     assert len(losses) == 30 and all(math.isfinite(x) for x in losses)
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
     after = well_formed_rate(model, tokenizer, held_out, greedy, 0, MAX_PROMPT)
@@ -196,20 +212,22 @@ def test_sft_lowers_the_loss_and_teaches_the_format(tokenizer: Any, pairs: Any) 
 
 def test_sft_is_reproducible_and_checks_arguments(tokenizer: Any, pairs: Any) -> None:
     runs = [
-        supervised_finetune(fresh_model(tokenizer), tokenizer, pairs, 3, 4, 1e-3, 5, False, 64)
+        supervised_finetune(
+            PolicyRunner(fresh_model(tokenizer)), tokenizer, pairs, 3, 4, 1e-3, 5, 64
+        )
         for _ in range(2)
     ]
     assert runs[0] == runs[1]
     model = fresh_model(tokenizer)
     with pytest.raises(ValueError, match="steps"):
-        supervised_finetune(model, tokenizer, pairs, 0, 4, 1e-3, 0)
+        supervised_finetune(PolicyRunner(model), tokenizer, pairs, 0, 4, 1e-3, 0)
     with pytest.raises(ValueError, match="lr"):
-        supervised_finetune(model, tokenizer, pairs, 1, 4, 0.0, 0)
+        supervised_finetune(PolicyRunner(model), tokenizer, pairs, 1, 4, 0.0, 0)
     with pytest.raises(ValueError, match="pairs"):
-        supervised_finetune(model, tokenizer, [], 1, 4, 1e-3, 0)
+        supervised_finetune(PolicyRunner(model), tokenizer, [], 1, 4, 1e-3, 0)
     with pytest.raises(ValueError, match="noise"):
         NoisyExpert("household", noise=1.5)
-    with pytest.raises(ValueError, match="env_name"):
+    with pytest.raises(ValueError, match="env name must be one of"):
         NoisyExpert("nowhere")
 
 
@@ -245,7 +263,7 @@ def test_expert_labels_are_the_noise_free_expert_in_the_states_noise_reached() -
 def test_expert_labels_need_an_observation_expert() -> None:
     with pytest.raises(ValueError, match="labels must be"):
         expert_dataset("household", 1, noise=0.0, seed=0, prompt=COMPACT, max_turns=2, labels="x")
-    with pytest.raises(ValueError, match="observation-only expert"):
+    with pytest.raises(ValueError, match="expert labels need an observation expert"):
         expert_dataset("webshop", 1, 0.0, 0, COMPACT, max_turns=2, labels="expert")
 
 
@@ -311,5 +329,5 @@ def test_trajectory_example_loss_matches_a_per_sequence_reference(tokenizer: Any
                         nll -= float(log_probs[start + k - 1, token])
                         count += 1
                 start += len(response)
-    losses = finetune_examples(model, episodes, tokenizer.pad_token_id, 1, 3, 1e-3, 3)
+    losses = finetune_examples(PolicyRunner(model), episodes, tokenizer.pad_token_id, 1, 3, 1e-3, 3)
     assert losses[0] == pytest.approx(nll / count, rel=1e-4)

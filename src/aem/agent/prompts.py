@@ -6,14 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-ENV_ROLES: dict[str, str] = {
-    "household": "You are an expert agent acting in a household (the ALFRED embodied environment).",
-    "alfworld": "You are an expert agent acting in a household (the ALFRED embodied environment).",
-    "webshop": "You are an expert shopping agent browsing the WebShop website.",
-    "textworld": "You are an expert player of a text adventure game.",
-    "swe": "You are an expert software engineer repairing a Python repository.",
-}
-"""The opening sentence per environment; other environments get a generic one."""
+from aem.envs import names, spec
+from aem.envs.registry import GENERIC_ROLE
 
 ANSWER_FORMAT = (
     "Think step by step inside <think> </think>, then give exactly one admissible action "
@@ -64,7 +58,7 @@ def build_prompt(
         if config.show_admissible:
             lines.append("Actions: " + " | ".join(admissible))
         return "\n".join(lines) + "\n"
-    role = ENV_ROLES.get(env_name, "You are an expert agent acting in a text environment.")
+    role = spec(env_name).role if env_name in names() else GENERIC_ROLE
     parts = [f"{role} Your task is to: {task}"]
     if shown:
         turns = " ".join(

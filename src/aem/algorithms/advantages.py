@@ -10,12 +10,13 @@ Estimators:
 - ``grpo``: ``(score - group mean) / (group std + eps)`` (Shao et al. 2024), std Bessel-corrected
   as ``torch.std``; a group with a single sample gets mean 0 and std 1, as in verl.
   ``norm_by_std=False`` gives Dr.GRPO (Liu et al. 2025). ``grpo_stats`` picks the samples:
+  ``"turn"`` (the default): every turn row of the group is a sample (verl-agent's default,
+  ``compute_mean_std_cross_steps=True``).
   ``"trajectory"``: one score per trajectory, the score of its earliest turn. verl-agent with
   ``compute_mean_std_cross_all_data=False`` keeps the first row it meets of each trajectory and
   its rollout stores rows in turn order, so that is the same row; choosing it by ``turn`` keeps
   the result independent of row order. Each row is still normalised with its *own* score, so a
   per-turn invalid-action penalty moves that row's advantage.
-  ``"turn"``: every turn row of the group is a sample (verl-agent's cross-steps statistics).
 - ``drgrpo``: ``score - group mean``.
 - ``rloo``: ``score - mean of the other trajectories' scores`` over the trajectories of the group
   (Ahmadian et al. 2024; DeepSWE/rLLM leave-one-out); a one-trajectory group gets 0. Trajectory
@@ -43,7 +44,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import (
+from aem.checks import (
+    bool_mask,
     require_finite,
     require_integer,
     require_ndim,
@@ -51,6 +53,7 @@ from aem.algorithms._checks import (
     require_nonempty,
     require_shape,
     require_tensor,
+    require_unit_interval,
 )
 
 __all__ = [
@@ -88,7 +91,7 @@ class AdvantageConfig:
 
     epsilon: float = 1e-6
     norm_by_std: bool = True  # grpo and both gigpo levels; False = Dr.GRPO
-    grpo_stats: str = "trajectory"  # "trajectory" or "turn"
+    grpo_stats: str = "turn"  # "turn" (verl-agent's cross-step statistics) or "trajectory"
     gamma: float = 1.0  # gae discount
     lam: float = 1.0  # gae lambda
     gae_whiten: bool = True  # verl whitens gae advantages over the batch's response tokens
@@ -139,19 +142,14 @@ def compute_advantages(
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_unit_interval(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-
-
 def _check_config(config: AdvantageConfig) -> None:
     if not isinstance(config, AdvantageConfig):
         raise ValueError(f"config must be an AdvantageConfig, got {type(config).__name__}")
     require_non_negative("config.epsilon", config.epsilon)
     require_non_negative("config.gigpo_step_weight", config.gigpo_step_weight)
-    _check_unit_interval("config.gamma", config.gamma)
-    _check_unit_interval("config.lam", config.lam)
-    _check_unit_interval("config.gigpo_step_gamma", config.gigpo_step_gamma)
+    require_unit_interval("config.gamma", config.gamma)
+    require_unit_interval("config.lam", config.lam)
+    require_unit_interval("config.gigpo_step_gamma", config.gigpo_step_gamma)
     if config.grpo_stats not in GRPO_STATS:
         raise ValueError(
             f"config.grpo_stats must be one of {GRPO_STATS}, got {config.grpo_stats!r}"
@@ -185,12 +183,7 @@ def _mask_of(inputs: AdvantageInputs) -> Tensor:
     mask = require_tensor("response_mask", inputs.response_mask)
     require_ndim("response_mask", mask, 2)
     require_nonempty("response_mask", mask)
-    if mask.dtype != torch.bool:
-        if mask.dtype.is_complex or bool(((mask != 0) & (mask != 1)).any()):
-            bad = tuple(int(i) for i in ((mask != 0) & (mask != 1)).nonzero()[0])
-            raise ValueError(f"response_mask must hold only 0/1, got {mask[bad].item()} at {bad}")
-        mask = mask != 0
-    return mask
+    return bool_mask("response_mask", mask, mask.shape)
 
 
 # ----------------------------------------------------------------------------- batch layout

@@ -20,14 +20,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import require_ndim, require_shape, require_tensor
-from aem.algorithms.modulation import _as_mask, _dense_groups
+from aem.algorithms.modulation import dense_groups
+from aem.checks import bool_mask, compute_dtype, require_ndim, require_shape, require_tensor
 
 QUADRANTS: tuple[str, ...] = ("pos_low", "pos_high", "neg_low", "neg_high")
 """Quadrant names, in the order of the codes :func:`span_quadrants` returns (0..3)."""
 
 ENTROPY_DECREASING: tuple[str, ...] = ("pos_low", "neg_high")
 ENTROPY_INCREASING: tuple[str, ...] = ("pos_high", "neg_low")
+QUADRANT_MASKS: tuple[str, ...] = ("decreasing", "increasing", *QUADRANTS)
+"""What :func:`quadrant_keep_mask` accepts as one name: an entropy-moving pair or a quadrant."""
 
 
 def group_relative_entropy(
@@ -39,12 +41,12 @@ def group_relative_entropy(
     """
     require_tensor("span_entropy", span_entropy)
     require_ndim("span_entropy", span_entropy, 1)
-    entropy = span_entropy.detach().to(torch.promote_types(span_entropy.dtype, torch.float32))
-    group, num_groups = _dense_groups(group_index, entropy.shape)
+    entropy = span_entropy.detach().to(compute_dtype(span_entropy))
+    group, num_groups = dense_groups(group_index, entropy.shape)
     counted = (
         torch.ones_like(entropy, dtype=torch.bool)
         if stat_mask is None
-        else _as_mask("stat_mask", stat_mask, entropy.shape)
+        else bool_mask("stat_mask", stat_mask, entropy.shape)
     )
     sums = entropy.new_zeros(num_groups).index_add_(0, group, torch.where(counted, entropy, 0.0))
     counts = torch.bincount(group[counted], minlength=num_groups).clamp(min=1).to(entropy.dtype)
@@ -110,7 +112,7 @@ def predicted_entropy_drift(
     counted = (
         torch.ones_like(relative, dtype=torch.bool)
         if stat_mask is None
-        else _as_mask("stat_mask", stat_mask, relative.shape)
+        else bool_mask("stat_mask", stat_mask, relative.shape)
     )
     contribution = torch.where(counted, weight * advantage * relative, 0.0)
     scale = counted.sum().clamp(min=1).to(relative.dtype)

@@ -43,7 +43,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import (
+from aem.algorithms.modulation import (
+    _response_entropy_and_counts,
+    _span_sums,
+    _stat_mask,
+    dense_groups,
+)
+from aem.checks import (
+    bool_mask,
+    compute_dtype,
     require_finite,
     require_integer,
     require_ndim,
@@ -51,14 +59,6 @@ from aem.algorithms._checks import (
     require_nonempty,
     require_shape,
     require_tensor,
-)
-from aem.algorithms.modulation import (
-    _as_mask,
-    _compute_dtype,
-    _dense_groups,
-    _response_entropy_and_counts,
-    _span_sums,
-    _stat_mask,
 )
 
 __all__ = ["EMPGModulation", "empg_modulate", "empg_modulate_advantages"]
@@ -137,7 +137,7 @@ def empg_modulate(
     require_nonempty("advantages", advantages)
     require_tensor("token_entropy", token_entropy)
     require_shape("token_entropy", token_entropy, advantages.shape)
-    mask = _as_mask("response_mask", response_mask, advantages.shape)
+    mask = bool_mask("response_mask", response_mask, advantages.shape)
     require_tensor("group_index", group_index)
     require_ndim("group_index", group_index, 1)
     for name, value in (("k", k), ("k_future", k_future), ("zeta", zeta), ("eps", eps)):
@@ -149,10 +149,10 @@ def empg_modulate(
         has_tokens = counts > 0
         stat = _stat_mask(stat_mask, entropy.shape)
         counted = has_tokens if stat is None else has_tokens & stat
-        group, _ = _dense_groups(group_index, entropy.shape)
+        group, _ = dense_groups(group_index, entropy.shape)
         batch, num_batches = _batch_ids(batch_index, entropy.shape, group.device)
 
-        compute = _compute_dtype(advantages.dtype)
+        compute = compute_dtype(advantages.dtype)
         base = advantages.detach().to(compute)
         advantage_sums, _ = _span_sums(base, mask, span_index, num_spans)
         if not bool(torch.isfinite(advantage_sums).all()):

@@ -43,13 +43,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from aem.algorithms._checks import (
+from aem.checks import (
+    checking_values,
+    compute_dtype,
+    require_int_at_least,
     require_integer,
     require_positive,
     require_shape,
     require_tensor,
 )
-from aem.validation import require_int_at_least
 
 __all__ = [
     "chunked_logprobs_and_entropy",
@@ -62,10 +64,6 @@ __all__ = [
 # Xeon), on accelerators large enough to amortise kernel launches while bounding memory.
 _CPU_BLOCK_ELEMENTS = 1 << 18
 _ACCELERATOR_BLOCK_ELEMENTS = 1 << 27
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _block_rows(n_rows: int, vocab_size: int, device: torch.device, n_buffers: int) -> int:
@@ -95,7 +93,7 @@ def _row_stats(
     with ``z = logits * inv_temperature``; backward uses them to rebuild ``log pi`` exactly.
     """
     n_rows, vocab = logits.shape
-    dtype = _compute_dtype(logits.dtype)
+    dtype = compute_dtype(logits.dtype)
     block = _block_rows(n_rows, vocab, logits.device, n_buffers=2 if with_entropy else 1)
     # Per-row statistics as [N, 1] columns, written in place by each block (few ops per block:
     # on CPU the blocks are small and Python/dispatch overhead matters).
@@ -147,7 +145,7 @@ def _row_grad(
     into a work buffer before its rows are overwritten), saving one logits-sized allocation.
     """
     n_rows, vocab = logits.shape
-    dtype = _compute_dtype(logits.dtype)
+    dtype = compute_dtype(logits.dtype)
     block = _block_rows(n_rows, vocab, logits.device, n_buffers=2)
     grad_logits = logits if overwrite_logits else torch.empty_like(logits)
     logp_buf = torch.empty(block, vocab, dtype=dtype, device=logits.device)
@@ -236,7 +234,7 @@ class _ChunkedHeadStats(torch.autograd.Function):
         with_entropy: bool,
     ) -> tuple[Tensor, Tensor | None]:
         n_tokens = hidden.shape[0]
-        dtype = _compute_dtype(torch.promote_types(hidden.dtype, weight.dtype))
+        dtype = compute_dtype(hidden, weight)
         logprob = torch.empty(n_tokens, dtype=dtype, device=hidden.device)
         entropy = torch.empty_like(logprob) if with_entropy else None
         row_max = torch.empty_like(logprob)
@@ -271,7 +269,7 @@ class _ChunkedHeadStats(torch.autograd.Function):
         if grad_logprob is None and grad_entropy is None:
             return None, None, None, None, None, None, None
         # Accumulate the head gradients over chunks in at least fp32.
-        acc_dtype = _compute_dtype(weight.dtype)
+        acc_dtype = compute_dtype(weight.dtype)
         device = weight.device
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         grad_weight = (
@@ -336,7 +334,7 @@ def _check_labels(
     require_shape("labels", tensor, leading_shape)
     if tensor.device != device:
         raise ValueError(f"labels must be on {device}, got {tensor.device}")
-    if tensor.numel() > 0:
+    if tensor.numel() > 0 and checking_values():
         low, high = int(tensor.min()), int(tensor.max())
         if low < 0 or high >= vocab_size:
             bad = low if low < 0 else high

@@ -24,7 +24,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import require_finite, require_positive, require_shape, require_tensor
+from aem.checks import (
+    compute_dtype,
+    require_finite,
+    require_positive,
+    require_shape,
+    require_tensor,
+)
 
 KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3", "abs")
 KL_ALIASES: dict[str, str] = {"kl": "k1", "mse": "k2", "low_var_kl": "k3"}
@@ -53,9 +59,7 @@ def kl_penalty(
     require_finite("log_prob", log_prob)
     require_finite("ref_log_prob", ref_log_prob)
 
-    dtype = torch.promote_types(
-        torch.promote_types(log_prob.dtype, ref_log_prob.dtype), torch.float32
-    )
+    dtype = compute_dtype(log_prob, ref_log_prob)
     log_prob = log_prob.to(dtype)
     ref_log_prob = ref_log_prob.to(dtype)
     value = _estimate(log_prob, ref_log_prob, estimator, clamp)
@@ -63,6 +67,12 @@ def kl_penalty(
         return value
     gradient_carrier = _estimate(log_prob, ref_log_prob, "k2", clamp)
     return gradient_carrier - gradient_carrier.detach() + value.detach()
+
+
+def kl_kinds() -> list[str]:
+    """Every accepted ``kind``: the estimators, verl's aliases, and each with a trailing ``"+"``."""
+    names = [*KL_ESTIMATORS, *KL_ALIASES]
+    return names + [name + STRAIGHT_THROUGH_SUFFIX for name in names]
 
 
 def _parse_kind(kind: str) -> tuple[str, bool]:

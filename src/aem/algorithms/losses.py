@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import (
+from aem.checks import (
+    bool_mask,
+    compute_dtype,
     require_finite,
     require_ndim,
     require_nonempty,
@@ -88,12 +90,12 @@ def _checked_aggregate(
     values = require_tensor(name, values)
     require_ndim(name, values, 2)
     require_nonempty(name, values)
-    keep = _binary_mask("mask", mask, values.shape)
+    keep = bool_mask("mask", mask, values.shape)
     _require_agg_mode("mode", mode)
     if norm_length is not None:
         require_positive("norm_length", norm_length)
     require_finite(name, values, where=keep)
-    return _aggregate(values.to(_compute_dtype(values)), keep, mode, norm_length)
+    return _aggregate(values.to(compute_dtype(values)), keep, mode, norm_length)
 
 
 def _aggregate(values: Tensor, keep: Tensor, mode: str, norm_length: float | None) -> Tensor:
@@ -193,15 +195,14 @@ def get_policy_loss(name: str) -> PolicyLossFn:
     canonical = _POLICY_LOSS_ALIASES.get(name, name) if isinstance(name, str) else name
     if canonical not in _POLICY_LOSSES:
         raise ValueError(
-            f"policy loss name must be one of {policy_losses() + sorted(_POLICY_LOSS_ALIASES)}, "
-            f"got {name!r}"
+            f"policy loss name must be one of {policy_losses(aliases=True)}, got {name!r}"
         )
     return _POLICY_LOSSES[canonical]
 
 
-def policy_losses() -> list[str]:
-    """Registered policy-loss names, sorted (aliases not included)."""
-    return sorted(_POLICY_LOSSES)
+def policy_losses(aliases: bool = False) -> list[str]:
+    """Registered policy-loss names, sorted (with ``aliases``: their aliases too)."""
+    return sorted(_POLICY_LOSSES) + (sorted(_POLICY_LOSS_ALIASES) if aliases else [])
 
 
 # ----------------------------------------------------------------------------- losses
@@ -316,38 +317,18 @@ def _prepare(
     require_shape("old_log_prob", old_log_prob, log_prob.shape)
     advantages = require_tensor("advantages", advantages)
     require_shape("advantages", advantages, log_prob.shape)
-    keep = _binary_mask("response_mask", response_mask, log_prob.shape)
+    keep = bool_mask("response_mask", response_mask, log_prob.shape)
     require_finite("old_log_prob", old_log_prob, where=keep)
     require_finite("log_prob", log_prob, where=keep)
     require_finite("advantages", advantages, where=keep)
-    dtype = _compute_dtype(old_log_prob, log_prob, advantages)
+    dtype = compute_dtype(old_log_prob, log_prob, advantages)
     old, new, adv = (
         torch.where(keep, tensor.to(dtype), 0.0) for tensor in (old_log_prob, log_prob, advantages)
     )
     return old, new, adv, keep
 
 
-def _binary_mask(name: str, mask: object, shape: torch.Size) -> Tensor:
-    """Check that ``mask`` has ``shape`` and only 0/1 entries; return it as a bool tensor."""
-    mask = require_tensor(name, mask)
-    require_shape(name, mask, shape)
-    if mask.dtype == torch.bool:
-        return mask
-    if bool(((mask != 0) & (mask != 1)).any()):
-        bad = mask[(mask != 0) & (mask != 1)][0].item()
-        raise ValueError(f"{name} must contain only 0 and 1, got {bad}")
-    return mask != 0
-
-
-def _compute_dtype(*tensors: Tensor) -> torch.dtype:
-    """fp32, or fp64 if any input is fp64."""
-    dtype = torch.float32
-    for tensor in tensors:
-        dtype = torch.promote_types(dtype, tensor.dtype)
-    return dtype
-
-
 def _masked_mean(values: Tensor, keep: Tensor) -> Tensor:
     """Mean of ``values`` where ``keep`` (0 if nothing is kept), in at least fp32."""
-    values = values.to(_compute_dtype(values))
+    values = values.to(compute_dtype(values))
     return torch.where(keep, values, 0.0).sum() / keep.sum().clamp(min=1)

@@ -19,12 +19,17 @@ groups or spans.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import (
+from aem.algorithms.advantages import AdvantageInputs
+from aem.checks import (
+    bool_mask,
+    compute_dtype,
     require_finite,
     require_integer,
     require_ndim,
@@ -33,11 +38,6 @@ from aem.algorithms._checks import (
     require_shape,
     require_tensor,
 )
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """fp32, or fp64 when the input already is fp64."""
-    return torch.promote_types(dtype, torch.float32) if dtype.is_floating_point else torch.float32
 
 
 def _check_span_index(span_index: Tensor, mask: Tensor, num_spans: int | None) -> int:
@@ -82,12 +82,6 @@ def _span_sums(
     return sums, counts
 
 
-def _as_mask(name: str, mask: Tensor, shape: torch.Size) -> Tensor:
-    require_tensor(name, mask)
-    require_shape(name, mask, shape)
-    return mask if mask.dtype == torch.bool else mask != 0
-
-
 def response_entropy(
     token_entropy: Tensor,
     response_mask: Tensor,
@@ -115,7 +109,7 @@ def response_entropy(
     require_tensor("token_entropy", token_entropy)
     require_ndim("token_entropy", token_entropy, 2)
     require_nonempty("token_entropy", token_entropy)
-    mask = _as_mask("response_mask", response_mask, token_entropy.shape)
+    mask = bool_mask("response_mask", response_mask, token_entropy.shape)
     entropy, _ = _response_entropy_and_counts(token_entropy, mask, span_index, num_spans)
     return entropy
 
@@ -124,7 +118,7 @@ def _response_entropy_and_counts(
     token_entropy: Tensor, mask: Tensor, span_index: Tensor | None, num_spans: int | None
 ) -> tuple[Tensor, Tensor]:
     """Checked Eq. 13 on a boolean mask; also returns each span's token count."""
-    entropy = token_entropy.detach().to(_compute_dtype(token_entropy.dtype))
+    entropy = token_entropy.detach().to(compute_dtype(token_entropy.dtype))
     if span_index is None:
         if num_spans is not None and num_spans != entropy.shape[0]:
             raise ValueError(
@@ -171,19 +165,19 @@ def aem_coefficients(
     require_tensor("span_entropy", span_entropy)
     require_ndim("span_entropy", span_entropy, 1)
     require_nonempty("span_entropy", span_entropy)
-    entropy = span_entropy.detach().to(_compute_dtype(span_entropy.dtype))
+    entropy = span_entropy.detach().to(compute_dtype(span_entropy.dtype))
     require_finite("span_entropy", entropy)
     in_stats = _stat_mask(stat_mask, entropy.shape)
-    group, num_groups = _dense_groups(group_index, entropy.shape)
+    group, num_groups = dense_groups(group_index, entropy.shape)
     weights, _ = _coefficients(entropy, group, num_groups, temperature, eps, in_stats)
     return weights
 
 
 def _stat_mask(stat_mask: Tensor | None, shape: torch.Size) -> Tensor | None:
-    return None if stat_mask is None else _as_mask("stat_mask", stat_mask, shape)
+    return None if stat_mask is None else bool_mask("stat_mask", stat_mask, shape)
 
 
-def _dense_groups(group_index: Tensor, shape: torch.Size) -> tuple[Tensor, int]:
+def dense_groups(group_index: Tensor, shape: torch.Size) -> tuple[Tensor, int]:
     """Map arbitrary integer group ids to ``0..G-1``; return ``(dense ids [S], G)``."""
     require_tensor("group_index", group_index)
     require_integer("group_index", group_index)
@@ -342,7 +336,7 @@ def modulate(
     require_nonempty("advantages", advantages)
     require_tensor("token_entropy", token_entropy)
     require_shape("token_entropy", token_entropy, advantages.shape)
-    mask = _as_mask("response_mask", response_mask, advantages.shape)
+    mask = bool_mask("response_mask", response_mask, advantages.shape)
     require_tensor("group_index", group_index)
     require_ndim("group_index", group_index, 1)
     num_spans = int(group_index.shape[0])
@@ -352,11 +346,11 @@ def modulate(
         has_tokens = counts > 0
         stat = _stat_mask(stat_mask, entropy.shape)
         in_stats = has_tokens if stat is None else has_tokens & stat
-        group, num_groups = _dense_groups(group_index, entropy.shape)
+        group, num_groups = dense_groups(group_index, entropy.shape)
         weights, degenerate = _coefficients(entropy, group, num_groups, temperature, eps, in_stats)
         weights = torch.where(has_tokens, weights, 1.0)
 
-        compute = _compute_dtype(advantages.dtype)
+        compute = compute_dtype(advantages.dtype)
         base = advantages.detach().to(compute)
         token_weight = weights[:, None] if span_index is None else weights[span_index.clamp(min=0)]
         modulated = torch.where(mask, base * token_weight, base).to(advantages.dtype)
@@ -387,3 +381,74 @@ def _modulation_stats(
         "aem/entropy_pos": masked_mean(entropy, counted & (advantage_sums > 0)),
         "aem/entropy_neg": masked_mean(entropy, counted & (advantage_sums < 0)),
     }
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class ModulationConfig:
+    """Hyper-parameters of the modulations: AEM's ``temperature`` (tau of Eq. 15) and ``eps``
+    (the entropy range under which a group is left alone)."""
+
+    temperature: float = 1.0
+    eps: float = 1e-6
+
+
+ModulationFn = Callable[[Tensor, Tensor, AdvantageInputs, ModulationConfig], Modulation]
+"""``fn(advantages [S, T], token_entropy [S, T], spans, config) -> Modulation``: rescale the base
+estimator's advantages of the spans (one row per response; ``spans`` is the per-span view the
+estimators get: mask, group, trajectory, turn, scores, ...). The result's ``span_entropy`` is the
+response entropy of Eq. 13 and ``weights`` the per-span weight (1 where nothing changed)."""
+
+_MODULATIONS: dict[str, ModulationFn] = {}
+
+
+def register_modulation(name: str) -> Callable[[ModulationFn], ModulationFn]:
+    """Decorator registering a :data:`ModulationFn` under ``name`` (a name holds one function)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"modulation name must be a non-empty str, got {name!r}")
+
+    def wrap(fn: ModulationFn) -> ModulationFn:
+        if name in _MODULATIONS and _MODULATIONS[name] is not fn:
+            raise ValueError(f"modulation name {name!r} is already registered")
+        _MODULATIONS[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_modulation(name: str) -> ModulationFn:
+    """The modulation registered as ``name``; unknown names raise listing the valid ones."""
+    if name not in _MODULATIONS:
+        raise ValueError(f"modulation must be one of {modulations()}, got {name!r}")
+    return _MODULATIONS[name]
+
+
+def modulations() -> list[str]:
+    """Registered modulation names, sorted."""
+    return sorted(_MODULATIONS)
+
+
+@register_modulation("aem")
+def aem_modulation(
+    advantages: Tensor, token_entropy: Tensor, spans: AdvantageInputs, config: ModulationConfig
+) -> Modulation:
+    """AEM (Eq. 13-15) over the spans' task groups: :func:`modulate`."""
+    return modulate(
+        advantages,
+        token_entropy,
+        spans.response_mask,
+        spans.group_id,
+        temperature=config.temperature,
+        eps=config.eps,
+    )
+
+
+@register_modulation("none")
+def no_modulation(
+    advantages: Tensor, token_entropy: Tensor, spans: AdvantageInputs, config: ModulationConfig
+) -> Modulation:
+    """The base estimator alone: advantages unchanged, weight 1, no statistics."""
+    entropy = response_entropy(token_entropy, spans.response_mask)
+    return Modulation(advantages, entropy, torch.ones_like(entropy), {})

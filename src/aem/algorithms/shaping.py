@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import require_ndim, require_positive, require_tensor
+from aem.checks import require_ndim, require_positive, require_tensor
 
 
 def overlong_penalty(

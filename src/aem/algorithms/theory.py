@@ -28,7 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import (
+from aem.algorithms.modulation import aem_coefficients
+from aem.checks import (
     require_finite,
     require_integer,
     require_ndim,
@@ -38,7 +39,6 @@ from aem.algorithms._checks import (
     require_shape,
     require_tensor,
 )
-from aem.algorithms.modulation import aem_coefficients
 
 # ---------------------------------------------------------------------------------------------
 # Categorical policy on the simplex (Theorem 3.2.2, Theorem C.3.1, Appendix C.2)

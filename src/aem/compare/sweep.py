@@ -65,7 +65,7 @@ def build_init(config: dict[str, Any], directory: str, threads: int) -> None:
     """Build one seed's starting policy into ``directory`` (a worker-process entry point)."""
     import torch
 
-    from aem.trainer.models import initial_policy
+    from aem.trainer.initial_policy import initial_policy
 
     torch.set_num_threads(threads)
     initial_policy(TrainConfig(**config), Path(directory))

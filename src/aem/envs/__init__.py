@@ -1,6 +1,7 @@
-"""Text environments behind one protocol (:class:`TextEnv`) and a registry by name."""
+"""Text environments behind one protocol (:class:`TextEnv`) and a registry of :class:`EnvSpec` by
+name."""
 
-from aem.envs.base import StepResult, TextEnv
-from aem.envs.registry import make, names, register
+from aem.envs.base import AgentView, StepResult, TextEnv
+from aem.envs.registry import EnvSpec, make, names, register, spec
 
-__all__ = ["StepResult", "TextEnv", "make", "names", "register"]
+__all__ = ["AgentView", "EnvSpec", "StepResult", "TextEnv", "make", "names", "register", "spec"]

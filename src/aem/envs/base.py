@@ -6,9 +6,9 @@ import random
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from aem.validation import require_finite_number, require_int_at_least
+from aem.checks import require_finite_number, require_int_at_least
 
 StepResult = tuple[str, float, bool, bool, dict[str, Any]]
 """``(observation, reward, terminated, truncated, info)`` as returned by :meth:`TextEnv.step`."""
@@ -50,6 +50,23 @@ def valid_text(text: str) -> str:
     """``text`` with lone surrogates (undecodable bytes of file names, ``surrogateescape``)
     replaced by U+FFFD, so that it encodes as UTF-8 (tokenizers refuse it otherwise)."""
     return _SURROGATES.sub("\ufffd", text)
+
+
+class AgentView(Protocol):
+    """What an agent knows on one turn of an episode (:class:`aem.rollout.TurnContext` is one):
+    the task, the current observation and info, the earlier ``(observation, action)`` pairs, and
+    the turn number from 0."""
+
+    @property
+    def task(self) -> str: ...
+    @property
+    def observation(self) -> str: ...
+    @property
+    def info(self) -> dict[str, Any]: ...
+    @property
+    def history(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def turn(self) -> int: ...
 
 
 TASK_OPTION_KEYS = frozenset({"task_index", "task_type"})

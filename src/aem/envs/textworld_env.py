@@ -148,7 +148,6 @@ def normalize_command(action: str) -> str:
     return " ".join(action.lower().split())
 
 
-@register("textworld")
 class TextWorldEnv(TextEnv):
     """TextWorld games: given ``.z8`` files, or generated per split from a TextWorld challenge.
 
@@ -383,3 +382,11 @@ def _challenge_of(uuid: str) -> str:
         if uuid == name or uuid.startswith(name + "-"):
             return name
     return "custom"
+
+
+register(
+    "textworld",
+    TextWorldEnv,
+    eval_split="valid",
+    role="You are an expert player of a text adventure game.",
+)

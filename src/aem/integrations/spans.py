@@ -18,8 +18,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import require_integer, require_ndim, require_shape, require_tensor
 from aem.algorithms.modulation import Modulation, modulate, spans_from_mask
+from aem.checks import require_integer, require_ndim, require_shape, require_tensor
 
 __all__ = [
     "SPAN_GRANULARITIES",

@@ -35,15 +35,16 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import (
+from aem.algorithms.modulation import Modulation, response_entropy
+from aem.checks import (
     require_finite,
+    require_int_at_least,
     require_ndim,
     require_non_negative,
     require_nonempty,
     require_shape,
     require_tensor,
 )
-from aem.algorithms.modulation import Modulation, response_entropy
 from aem.integrations.spans import (
     RowSpans,
     SpanGranularity,
@@ -52,7 +53,6 @@ from aem.integrations.spans import (
     require_tokens,
     row_spans,
 )
-from aem.validation import require_int_at_least
 
 try:
     import trl

@@ -6,13 +6,13 @@ pretrained models that ship offline (``smollm2-135m``) come from :func:`load_pre
 LoRA adapters from :func:`apply_lora`.
 """
 
-from aem.policy.batching import left_pad, position_ids_from_mask
 from aem.policy.lora import LoraSpec, adapter_free_view, apply_lora, has_lora, merged_copy
 from aem.policy.model import frozen_reference, load_policy, save_policy
-from aem.policy.packing import PackedBatch, pack_trajectories, pack_turns
 from aem.policy.pretrained import PRETRAINED, load_pretrained
+from aem.policy.rows import left_pad, position_ids_from_mask
+from aem.policy.runner import CriticRunner, PolicyRunner, compile_body
 from aem.policy.sampling import GenerationOutput, SamplingConfig, generate
-from aem.policy.scoring import ScoreOutput, score, score_in_chunks
+from aem.policy.scoring import ScoreOutput, score
 from aem.policy.session import DecodingSession
 from aem.policy.tiny import build_tiny_model, tiny_config
 from aem.policy.tokenizer import AgentTokenIds, build_tokenizer, single_token_id
@@ -22,10 +22,11 @@ __all__ = [
     "PRETRAINED",
     "AgentTokenIds",
     "CriticModel",
+    "CriticRunner",
     "DecodingSession",
     "GenerationOutput",
     "LoraSpec",
-    "PackedBatch",
+    "PolicyRunner",
     "SamplingConfig",
     "ScoreOutput",
     "ValueHead",
@@ -33,6 +34,7 @@ __all__ = [
     "apply_lora",
     "build_tiny_model",
     "build_tokenizer",
+    "compile_body",
     "frozen_reference",
     "generate",
     "has_lora",
@@ -40,12 +42,9 @@ __all__ = [
     "load_policy",
     "load_pretrained",
     "merged_copy",
-    "pack_trajectories",
-    "pack_turns",
     "position_ids_from_mask",
     "save_policy",
     "score",
-    "score_in_chunks",
     "single_token_id",
     "tiny_config",
 ]

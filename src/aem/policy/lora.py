@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
-from aem.algorithms._checks import require_int_at_least, require_positive
+from aem.checks import require_int_at_least, require_positive
 
 
 @dataclass(frozen=True)

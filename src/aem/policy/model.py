@@ -87,3 +87,10 @@ def frozen_reference(model: PreTrainedModel) -> PreTrainedModel:
     if has_lora(model):
         return adapter_free_view(model)
     return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+def trainable_parameters(module: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """``(name, parameter)`` of every parameter of ``module`` that requires grad, in module order:
+    what an optimiser should hold (under LoRA only the adapters). Named, so the optimiser's
+    state dict records which parameter each state belongs to (checked on resume)."""
+    return [(name, param) for name, param in module.named_parameters() if param.requires_grad]

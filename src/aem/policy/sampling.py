@@ -19,9 +19,9 @@ from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
-from aem.algorithms._checks import require_int_at_least, require_non_negative
-from aem.policy.batching import left_pad, position_ids_from_mask
+from aem.checks import require_int_at_least, require_non_negative
 from aem.policy.precision import autocast_context
+from aem.policy.rows import left_pad, position_ids_from_mask
 
 
 @dataclass(frozen=True)

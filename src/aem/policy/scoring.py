@@ -14,16 +14,9 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from aem.algorithms._checks import (
-    require_int_at_least,
-    require_positive,
-    require_shape,
-    require_tensor,
-)
 from aem.algorithms.entropy import chunked_logprobs_and_entropy
-from aem.policy.batching import check_token_batch
-from aem.policy.compiled import last_hidden_state
-from aem.policy.precision import autocast_context
+from aem.checks import bool_mask, checking_values, require_positive
+from aem.policy.rows import check_token_batch, last_hidden_state
 
 # Config fields of models whose logits are not a plain ``hidden @ W.T + b``.
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -40,7 +33,8 @@ class ScoreOutput:
     entropy: Tensor | None
 
 
-def _check_plain_head(model: PreTrainedModel) -> torch.nn.Linear:
+def check_plain_head(model: PreTrainedModel) -> torch.nn.Linear:
+    """The model's LM head, which must be a plain linear layer (no logit transform)."""
     head = model.get_output_embeddings()
     if not isinstance(head, torch.nn.Linear):
         raise ValueError(
@@ -57,11 +51,9 @@ def _check_plain_head(model: PreTrainedModel) -> torch.nn.Linear:
 
 
 def _check_response_mask(response_mask: Tensor, attention_mask: Tensor) -> Tensor:
-    require_tensor("response_mask", response_mask)
-    require_shape("response_mask", response_mask, attention_mask.shape)
-    selected = response_mask.bool()
-    if not bool(((response_mask == 0) | (response_mask == 1)).all()):
-        raise ValueError("response_mask must hold only 0 and 1")
+    selected = bool_mask("response_mask", response_mask, attention_mask.shape)
+    if not checking_values():
+        return selected
     if bool(selected[:, 0].any()):
         raise ValueError("response_mask must be 0 in column 0 (the first token has no context)")
     if bool((selected & ~attention_mask.bool()).any()):
@@ -78,7 +70,6 @@ def score(
     chunk_size: int = 1024,
     compute_entropy: bool = True,
     bf16: bool = False,
-    body: torch.nn.Module | None = None,
 ) -> ScoreOutput:
     """Score the tokens of ``input_ids [B, T]`` marked by ``response_mask`` (see
     :class:`ScoreOutput`), with one forward of the model body.
@@ -87,16 +78,33 @@ def score(
     position ids are derived from it. ``chunk_size`` bounds how many response tokens go through
     the LM head at once. Gradients flow to the model when grad mode is on (the update step);
     ``bf16`` runs the body under bfloat16 autocast and the head in bfloat16, like the sampler
-    (the log-prob/entropy reductions are fp32 either way). ``body`` runs in place of
-    ``model.base_model``: the compiled wrapper of it (:func:`aem.policy.compiled.compile_body`).
+    (the log-prob/entropy reductions are fp32 either way). The trainer scores through
+    :class:`aem.policy.runner.PolicyRunner`, which can run a compiled body.
     """
     check_token_batch(input_ids, attention_mask)
     require_positive("temperature", temperature)
-    selected = _check_response_mask(response_mask, attention_mask)[:, 1:]
-    head = _check_plain_head(model)
+    selected = _check_response_mask(response_mask, attention_mask)
+    check_plain_head(model)
+    hidden = last_hidden_state(model.base_model, input_ids, attention_mask, bf16)
+    return score_hidden(
+        model, hidden, input_ids, selected, temperature, chunk_size, compute_entropy, bf16
+    )
 
-    with autocast_context(input_ids.device, bf16):
-        hidden = last_hidden_state(model.base_model, body, input_ids, attention_mask)
+
+def score_hidden(
+    model: PreTrainedModel,
+    hidden: Tensor,
+    input_ids: Tensor,
+    response_mask: Tensor,
+    temperature: float,
+    chunk_size: int = 1024,
+    compute_entropy: bool = True,
+    bf16: bool = False,
+) -> ScoreOutput:
+    """:func:`score` from the body's last hidden states ``hidden [B, T, H]``: the LM head is
+    applied only where the bool ``response_mask [B, T]`` marks a token to score."""
+    selected = response_mask[:, 1:]
+    head = model.get_output_embeddings()
     # The head runs in one explicit dtype (bf16 under ``bf16``, like the sampler's autocast
     # head; else the model's), so the chunked backward recomputes exactly the forward logits.
     head_dtype = torch.bfloat16 if bf16 else head.weight.dtype
@@ -114,46 +122,6 @@ def score(
         log_probs=_scatter_rows(log_probs, selected),
         entropy=None if entropy is None else _scatter_rows(entropy, selected),
     )
-
-
-@torch.no_grad()
-def score_in_chunks(
-    model: PreTrainedModel,
-    input_ids: Tensor,
-    attention_mask: Tensor,
-    response_mask: Tensor,
-    rows_per_chunk: int = 64,
-    temperature: float = 1.0,
-    bf16: bool = False,
-    body: torch.nn.Module | None = None,
-) -> ScoreOutput:
-    """:func:`score` without gradient over a large batch, ``rows_per_chunk`` rows at a time:
-    rows of similar length go together (sorted by attended tokens) and each chunk is cropped to
-    its attended columns, so little compute goes to padding (rows of whole trajectories differ
-    in length far more than rows of single turns). Results are in the original row order."""
-    require_int_at_least("rows_per_chunk", rows_per_chunk, 1)
-    check_token_batch(input_ids, attention_mask)
-    log_probs = torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device)
-    entropy = torch.zeros_like(log_probs)
-    order = torch.argsort(attention_mask.sum(dim=1), stable=True)
-    for start in range(0, input_ids.shape[0], rows_per_chunk):
-        rows = order[start : start + rows_per_chunk]
-        attended = attention_mask[rows].bool().any(dim=0).nonzero().flatten()
-        if attended.numel() == 0:
-            continue
-        low, high = int(attended.min()), int(attended.max()) + 1
-        out = score(
-            model,
-            input_ids[rows, low:high],
-            attention_mask[rows, low:high],
-            response_mask[rows, low:high],
-            temperature=temperature,
-            bf16=bf16,
-            body=body,
-        )
-        log_probs[rows, low:high] = out.log_probs
-        entropy[rows, low:high] = out.entropy
-    return ScoreOutput(log_probs=log_probs, entropy=entropy)
 
 
 def _scatter_rows(values: Tensor, selected: Tensor) -> Tensor:

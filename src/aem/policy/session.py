@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from aem.policy.batching import left_pad
+from aem.policy.rows import left_pad
 from aem.policy.sampling import (
     GenerationOutput,
     SamplingConfig,

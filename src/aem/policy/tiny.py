@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
-from aem.validation import require_int_at_least
+from aem.checks import require_int_at_least
 
 
 def tiny_config(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast, Qwen2Tokenizer
 
-from aem.validation import require_int_at_least
+from aem.checks import require_int_at_least
 
 PAD_TOKEN = "<|pad|>"
 EOS_TOKEN = "<|endoftext|>"

@@ -11,9 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 
-from aem.policy.batching import check_token_batch
-from aem.policy.compiled import last_hidden_state
-from aem.policy.precision import autocast_context
+from aem.policy.rows import check_token_batch, last_hidden_state
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 
@@ -84,19 +82,17 @@ class CriticModel(nn.Module):
         save_file(head_state, directory / VALUE_HEAD_FILE)
         return directory
 
-    def values(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        bf16: bool = False,
-        body: nn.Module | None = None,
-    ) -> Tensor:
-        """Per-token values ``[B, T]`` (fp32), aligned as described on the class. ``body`` runs
-        in place of ``self.body``: its compiled wrapper (:func:`aem.policy.compiled.compile_body`).
-        """
+    def values(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Per-token values ``[B, T]`` (fp32), aligned as described on the class. The trainer
+        runs the critic through :class:`aem.policy.runner.CriticRunner` (precision, compiled
+        body)."""
         check_token_batch(input_ids, attention_mask)
-        with autocast_context(input_ids.device, bf16):
-            hidden = last_hidden_state(self.body, body, input_ids, attention_mask)
+        return self.values_from_hidden(
+            last_hidden_state(self.body, input_ids, attention_mask), attention_mask
+        )
+
+    def values_from_hidden(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        """:meth:`values` from the body's last hidden states ``hidden [B, T, H]``."""
         state_values = self.head(hidden[:, :-1])
         has_state = (attention_mask[:, 1:] * attention_mask[:, :-1]).to(state_values.dtype)
         state_values = state_values * has_state

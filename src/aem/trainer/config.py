@@ -2,7 +2,10 @@
 
 ``aem train [--config FILE.yaml] [key=value ...]`` builds one :class:`TrainConfig`: defaults, then
 the YAML file, then the dotted overrides (``seed=5 algorithm=dapo aem.enabled=false``). An unknown
-key or a bad value is an error that names the key and lists the valid choices.
+key or a bad value is an error that names the key and lists the valid choices. The choices of
+environment, estimator, policy loss, aggregation, KL estimator and modulation are read from their
+registries when the config is checked, so an entry a user registers is selectable like a built-in
+one.
 """
 
 from __future__ import annotations
@@ -20,42 +23,60 @@ from pydantic import (
     model_validator,
 )
 
+from aem.algorithms.advantages import GRPO_STATS, advantage_estimators
+from aem.algorithms.analysis import QUADRANT_MASKS
+from aem.algorithms.kl import kl_kinds
+from aem.algorithms.losses import AGG_MODES, policy_losses
+from aem.algorithms.modulation import modulations
+from aem.envs import names as env_names
+from aem.envs import spec as env_spec
+from aem.envs.registry import check_arguments
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+def _one_of(value: Any, choices: list[str] | tuple[str, ...]) -> Any:
+    """``value`` when it is one of ``choices`` (or None), else a ValueError listing them."""
+    if value is not None and value not in choices:
+        raise ValueError(f"must be one of {sorted(choices)}")
+    return value
+
+
 class EnvConfig(_Section):
-    name: str = "household"
+    name: str = Field("household", description="a registered environment (aem envs)")
     split: str = "train"
-    eval_split: str | None = Field(None, description="default: valid_seen / valid")
+    eval_split: str | None = Field(None, description="None: the environment's evaluation split")
     max_turns: int = Field(20, ge=1)
     success_reward: float = 10.0
     invalid_penalty: float = Field(
-        0.0, ge=0.0, description="paper: 0.1; 0 for the tiny default (0.1 collapsed its search)"
+        0.0, ge=0.0, description="paper: 0.1; 0 for the tiny default (docs/results)"
     )
     workers: int = Field(0, ge=0, description="0: environments in the trainer's process")
     kwargs: dict[str, Any] | None = Field(
-        None, description="extra env arguments; None = ENV_DEFAULT_KWARGS of the env"
+        None, description="extra env arguments; None: the environment's default arguments"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return _one_of(value, env_names())
+
     def env_kwargs(self) -> dict[str, Any]:
-        """``kwargs``, or the defaults of this environment when unset."""
-        return dict(ENV_DEFAULT_KWARGS.get(self.name, {}) if self.kwargs is None else self.kwargs)
+        """``kwargs``, or the default arguments of this environment (its ``EnvSpec``) when
+        unset."""
+        return dict(env_spec(self.name).default_kwargs if self.kwargs is None else self.kwargs)
+
+    def evaluation_split(self) -> str:
+        """``eval_split``, or the environment's evaluation split when unset."""
+        return self.eval_split or env_spec(self.name).eval_split
 
     @model_validator(mode="after")
     def _kwargs_fit_the_env(self) -> EnvConfig:
-        from aem.envs.registry import check_arguments
-
         shared = ["split", "max_steps", "success_reward"]  # what the trainer passes
         check_arguments(self.name, [*shared, *self.env_kwargs()], "env.kwargs")
         return self
-
-
-ENV_DEFAULT_KWARGS: dict[str, dict[str, Any]] = {
-    "household": {"scene_config": {"receptacle_scale": 0.25, "distractors": [1, 3]}},
-}
-"""Small household scenes by default: the tiny from-scratch model's main job fits in 15 min."""
 
 
 class TinyModelConfig(_Section):
@@ -88,14 +109,13 @@ class ModelConfig(_Section):
         "aem[smollm2]) or a Hugging Face model path",
     )
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
-    bf16: bool = Field(False, description="bf16 autocast: faster only on CPUs with AMX / GPUs")
+    bf16: bool = Field(False, description="bf16 autocast (speed: docs/benchmarks.md)")
     lora: LoraModelConfig = Field(default_factory=LoraModelConfig)
     compile: bool = Field(
         False,
         description="torch.compile the model bodies that scoring, the reference, the critic and "
-        "the update run (dynamic shapes; sampling and the warm start stay eager). Costs "
-        "compilation up front (about 100 s for the tiny model on CPU) for faster passes (about "
-        "5% per iteration there: repaid only by long runs; docs/benchmarks.md)",
+        "the update run (sampling and the warm start stay eager); compiles first, then faster "
+        "passes (docs/benchmarks.md)",
     )
 
 
@@ -131,27 +151,28 @@ class RolloutConfig(_Section):
         return self
 
 
-Preset = Literal["ppo", "grpo", "dapo", "gspo", "rloo", "gigpo"]
-AggMode = Literal[
-    "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"
-]
-
-
 class AlgorithmConfig(_Section):
-    """One preset per base method of the paper (App. D); any field set here overrides it."""
+    """One preset per base method of the paper (App. D); any field set here overrides it. The
+    estimator, loss, aggregation and KL estimator are checked against their registries
+    (``aem.algorithms``)."""
 
-    name: Preset = "grpo"
-    estimator: Literal["grpo", "drgrpo", "rloo", "gae", "gigpo"] | None = None
-    loss: Literal["ppo", "gspo"] | None = None
+    name: str = Field("grpo", description="a preset (PRESETS)")
+    estimator: str | None = None
+    loss: str | None = None
     clip_low: float | None = Field(None, gt=0.0)
     clip_high: float | None = Field(None, gt=0.0)
     dual_clip_c: float | None = Field(None, gt=1.0)
-    agg_mode: AggMode | None = None
+    agg_mode: str | None = None
+    norm_length: float | None = Field(
+        None, gt=0.0, description="seq-mean-token-sum-norm: the constant length; None = padded"
+    )
     kl_coef: float | None = Field(None, ge=0.0)
-    kl_kind: Literal["k1", "k2", "k3", "abs"] = "k3"
+    kl_kind: str = Field("k3", description="k1, k2, k3, abs or verl's names; '+': k2 gradient")
+    kl_clamp: float | None = Field(10.0, gt=0.0, description="bound of the k3 value; None: none")
     entropy_coef: float = Field(0.0, ge=0.0, description="AEM needs none")
-    grpo_stats: Literal["trajectory", "turn"] = "turn"
+    grpo_stats: str = Field("turn", description="group statistics over turns or trajectories")
     norm_by_std: bool | None = None
+    advantage_eps: float = Field(1e-6, ge=0.0, description="added to the group std")
     dynamic_sampling: bool | None = None
     max_refills: int = Field(2, ge=0, description="dynamic sampling: extra rollouts at most")
     overlong_buffer: float | None = Field(
@@ -164,7 +185,41 @@ class AlgorithmConfig(_Section):
     overlong_factor: float = Field(1.0, gt=0.0)
     gamma: float = Field(1.0, ge=0.0, le=1.0)
     lam: float = Field(1.0, ge=0.0, le=1.0)
+    gae_whiten: bool = Field(True, description="gae: whiten advantages over the batch's tokens")
+    gigpo_step_weight: float = Field(1.0, ge=0.0, description="gigpo: omega of the step level")
+    gigpo_step_gamma: float = Field(0.95, ge=0.0, le=1.0, description="gigpo: step discount")
     critic_lr: float = Field(1e-3, gt=0.0)
+    value_clip: float = Field(0.5, gt=0.0, description="critic: clip of the value change")
+
+    @field_validator("name")
+    @classmethod
+    def _preset(cls, value: str) -> str:
+        return _one_of(value, list(PRESETS))
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator(cls, value: str | None) -> str | None:
+        return _one_of(value, advantage_estimators())
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, value: str | None) -> str | None:
+        return _one_of(value, policy_losses(aliases=True))
+
+    @field_validator("agg_mode")
+    @classmethod
+    def _agg_mode(cls, value: str | None) -> str | None:
+        return _one_of(value, AGG_MODES)
+
+    @field_validator("kl_kind")
+    @classmethod
+    def _kl_kind(cls, value: str) -> str:
+        return _one_of(value, kl_kinds())
+
+    @field_validator("grpo_stats")
+    @classmethod
+    def _grpo_stats(cls, value: str) -> str:
+        return _one_of(value, GRPO_STATS)
 
     def resolved(self) -> AlgorithmConfig:
         """This config with every ``None`` filled from the preset of ``name``."""
@@ -199,7 +254,7 @@ with its small clip range; RLOO = DeepSWE's leave-one-out, no KL, seq-mean-token
 
 
 class AEMConfig(_Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: modulation none (unless modulation is set)")
     temperature: float = Field(1.0, ge=0.0, description="tau of Eq. 15; the paper uses 1")
     eps: float = Field(1e-6, ge=0.0)
 
@@ -249,15 +304,20 @@ class EvalConfig(_Section):
 
 
 class AnalysisConfig(_Section):
-    mask_quadrant: (
-        Literal["decreasing", "increasing", "pos_low", "pos_high", "neg_low", "neg_high"] | None
-    ) = Field(None, description="Analysis A: zero the loss of responses in these quadrants")
+    mask_quadrant: str | None = Field(
+        None, description="Analysis A: zero the loss of responses in these quadrants"
+    )
+
+    @field_validator("mask_quadrant")
+    @classmethod
+    def _quadrant(cls, value: str | None) -> str | None:
+        return _one_of(value, QUADRANT_MASKS)
 
 
 class TrainerConfig(_Section):
     iterations: int = Field(24, ge=0)
     checkpoint_every: int = Field(5, ge=1)
-    threads: int = Field(1, ge=1, description="1 is faster for the tiny model on 2 cores")
+    threads: int = Field(1, ge=1, description="torch threads (speed: docs/benchmarks.md)")
 
 
 class TrainConfig(_Section):
@@ -267,12 +327,33 @@ class TrainConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    modulation: str | None = Field(
+        None, description="aem, none or a registered modulation; None: aem.enabled decides"
+    )
     aem: AEMConfig = Field(default_factory=AEMConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @field_validator("modulation")
+    @classmethod
+    def _modulation(cls, value: str | None) -> str | None:
+        return _one_of(value, modulations())
+
+    def modulation_name(self) -> str:
+        """The modulation of the advantages: ``modulation`` when set, else ``aem`` when
+        ``aem.enabled`` and ``none`` when not."""
+        if self.modulation is not None:
+            return self.modulation
+        return "aem" if self.aem.enabled else "none"
+
+    @model_validator(mode="after")
+    def _aem_not_both_on_and_off(self) -> TrainConfig:
+        if self.modulation == "aem" and not self.aem.enabled:
+            raise ValueError("modulation=aem contradicts aem.enabled=false; set one of them")
+        return self
 
     @model_validator(mode="after")
     def _check_heads(self) -> TrainConfig:

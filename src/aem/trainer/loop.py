@@ -1,5 +1,7 @@
-"""The training loop: rollout -> score (old log-probs + entropy) -> reference -> advantage -> AEM
--> update, with metrics, evaluation, atomic checkpoints and resume."""
+"""The training loop: collect a :class:`~aem.batch.SpanBatch` (rollout, DAPO's dynamic sampling),
+then learn from it through the phases of :mod:`aem.trainer.phases` (score -> reference -> values
+-> advantages -> modulation -> analysis -> update -> metrics), with evaluation, atomic
+checkpoints and resume."""
 
 from __future__ import annotations
 
@@ -12,34 +14,25 @@ from typing import Any
 
 import torch
 import yaml
-from torch import Tensor
 
 from aem.agent import PromptConfig
-from aem.algorithms.advantages import AdvantageConfig, AdvantageInputs, compute_advantages
-from aem.algorithms.analysis import predicted_entropy_drift, quadrant_keep_mask, span_quadrants
-from aem.algorithms.modulation import modulate, response_entropy
-from aem.algorithms.shaping import overlong_penalty
-from aem.envs import names as env_names
+from aem.algorithms.modulation import ModulationConfig
+from aem.batch import SpanBatch
 from aem.envs.pool import EnvPool
-from aem.policy.compiled import compile_body
-from aem.policy.model import frozen_reference, save_policy
+from aem.policy.model import frozen_reference, save_policy, trainable_parameters
+from aem.policy.runner import CriticRunner, PolicyRunner
 from aem.policy.sampling import SamplingConfig
-from aem.policy.scoring import score_in_chunks
 from aem.policy.tokenizer import ACTION_CLOSE, AgentTokenIds
 from aem.policy.value import CriticModel
-from aem.report.curves import plot_run
-from aem.rollout import ModelResponder, TurnBatch, rollout
-from aem.trainer.batches import concat_batches, informative_groups, select_groups
+from aem.rollout import ModelResponder, rollout
+from aem.trainer import phases
 from aem.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from aem.trainer.config import ConfigError, TrainConfig
+from aem.trainer.config import TrainConfig
+from aem.trainer.curves import plot_run
+from aem.trainer.initial_policy import initial_policy, load_initial_policy
 from aem.trainer.metrics import MetricsWriter, PhaseTimer
-from aem.trainer.models import initial_policy, load_initial_policy
-from aem.trainer.update import UpdateBatch, trainable_parameters, update_critic, update_policy
 
 logger = logging.getLogger(__name__)
-
-EVAL_SPLITS = {"household": "valid_seen", "webshop": "valid"}
-SCORE_ROWS = 64  # rows per no-grad scoring chunk
 
 
 class Trainer:
@@ -59,8 +52,6 @@ class Trainer:
 
     def setup(self) -> None:
         cfg = self.config
-        if cfg.env.name not in env_names():
-            raise ConfigError(f"env.name must be one of {env_names()}, got {cfg.env.name!r}")
         torch.set_num_threads(cfg.trainer.threads)
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is not None and not self.resume:
@@ -84,9 +75,12 @@ class Trainer:
                 yaml.safe_dump(cfg.model_dump(), sort_keys=False)
             )
         self.model.eval()
+        run = {"bf16": cfg.model.bf16, "compile": cfg.model.compile}
+        self.policy = PolicyRunner(self.model, cfg.rollout.temperature, **run)
         self.reference = None
         if self.algo.kl_coef > 0:
-            self.reference = frozen_reference(self.model)
+            reference = frozen_reference(self.model)
+            self.reference = PolicyRunner(reference, cfg.rollout.temperature, **run)
         self.optimizer = torch.optim.AdamW(
             trainable_parameters(self.model),
             lr=cfg.optim.lr,
@@ -95,16 +89,11 @@ class Trainer:
         self.critic = None
         self.critic_optimizer = None
         if self.algo.estimator == "gae":
-            self.critic = CriticModel.from_causal_lm(self.model, seed=cfg.seed).eval()
+            critic = CriticModel.from_causal_lm(self.model, seed=cfg.seed).eval()
+            self.critic = CriticRunner(critic, **run)
             self.critic_optimizer = torch.optim.AdamW(
-                trainable_parameters(self.critic), lr=self.algo.critic_lr
+                trainable_parameters(critic), lr=self.algo.critic_lr
             )
-        # model.compile: compiled wrappers of the bodies (None: run the modules eagerly).
-        self.policy_body = self._compiled(self.model.base_model)
-        self.reference_body = (
-            None if self.reference is None else self._compiled(self.reference.base_model)
-        )
-        self.critic_body = None if self.critic is None else self._compiled(self.critic.body)
         self.tokens = AgentTokenIds.of(self.tokenizer)
         env_kwargs = {
             "split": cfg.env.split,
@@ -131,13 +120,10 @@ class Trainer:
             self.metrics.truncate_after(int(meta["iteration"]))
             logger.info("resumed %s at iteration %d", self.run_dir, self.start_iteration)
 
-    def _compiled(self, body: torch.nn.Module) -> torch.nn.Module | None:
-        return compile_body(body) if self.config.model.compile else None
-
     def _modules(self) -> dict[str, torch.nn.Module]:
         modules: dict[str, torch.nn.Module] = {"policy": self.model}
         if self.critic is not None:
-            modules["critic"] = self.critic
+            modules["critic"] = self.critic.critic
         return modules
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -169,13 +155,12 @@ class Trainer:
         """Responses end at ``</action>``: one stop token when the tokenizer has it (the tiny
         model), else a stop string (pretrained vocabularies split it into several tokens)."""
         close = self.tokens.action_close
-        return SamplingConfig(
+        return self.policy.sampling(
+            temperature,
             max_new_tokens=self.config.rollout.max_response_tokens,
-            temperature=temperature,
             top_p=self.config.rollout.top_p,
             stop_token_ids=() if close is None else (close,),
             stop_strings=(ACTION_CLOSE,) if close is None else (),
-            bf16=self.config.model.bf16,
         )
 
     def _prompt(self) -> PromptConfig:
@@ -189,7 +174,7 @@ class Trainer:
         group_size: int,
         temperature: float,
         generator: torch.Generator,
-    ) -> TurnBatch:
+    ) -> SpanBatch:
         cfg = self.config
         responder = ModelResponder(
             model=self.model,
@@ -214,7 +199,7 @@ class Trainer:
     def _task_seeds(self, count: int) -> list[int]:
         return [self.py_random.randrange(2**31) for _ in range(count)]
 
-    def collect(self) -> tuple[TurnBatch, dict[str, float]]:
+    def collect(self) -> tuple[SpanBatch, dict[str, float]]:
         """One iteration's training batch and the episode metrics of everything rolled out.
 
         With dynamic sampling (DAPO) groups whose trajectories all got the same return are dropped
@@ -226,7 +211,7 @@ class Trainer:
         if not self.algo.dynamic_sampling:
             return batch, episode_metrics(batch)
         rolled = [batch]
-        kept = select_groups(batch, informative_groups(batch))
+        kept = batch.select_groups(informative_groups(batch))
         refills = 0
         while _num_groups(kept) < r.tasks and refills < self.algo.max_refills:
             refills += 1
@@ -238,43 +223,15 @@ class Trainer:
                 self.sample_generator,
             )
             rolled.append(extra)
-            kept = concat_batches([kept, select_groups(extra, informative_groups(extra))])
-        kept = select_groups(kept, sorted(set(kept.group_id.tolist()))[: r.tasks])
-        stats = episode_metrics(concat_batches(rolled))
+            kept = SpanBatch.concat([kept, extra.select_groups(informative_groups(extra))])
+        kept = kept.select_groups(sorted(set(kept["group"].tolist()))[: r.tasks])
+        stats = episode_metrics(SpanBatch.concat(rolled))
         stats["rollout/informative_group_frac"] = len(informative_groups(batch)) / r.tasks
         stats["rollout/refills"] = float(refills)
         stats["rollout/kept_groups"] = float(_num_groups(kept))
         return kept, stats
 
     # ------------------------------------------------------------------ scoring
-
-    def _score(
-        self, model: Any, body: torch.nn.Module | None, ids: Tensor, mask: Tensor, resp: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        out = score_in_chunks(
-            model,
-            ids,
-            mask,
-            resp,
-            rows_per_chunk=SCORE_ROWS,
-            temperature=max(self.config.rollout.temperature, 1e-6),
-            bf16=self.config.model.bf16,
-            body=body,
-        )
-        return out.log_probs, out.entropy
-
-    def _scores(self, batch: TurnBatch, response_mask: Tensor) -> Tensor:
-        """Per-row scores (:meth:`TurnBatch.scores`) plus DAPO's overlong penalty when on."""
-        scores = batch.scores()
-        if self.algo.overlong_buffer:
-            budget = self.config.rollout.max_response_tokens
-            scores = scores + overlong_penalty(
-                response_mask.sum(dim=1),
-                budget,
-                self.algo.overlong_buffer * budget,
-                self.algo.overlong_factor,
-            )
-        return scores
 
     # ------------------------------------------------------------------ one iteration
 
@@ -289,129 +246,48 @@ class Trainer:
             record["throughput/tokens_per_s"] = record["throughput/tokens"] / record["time/total"]
         return record
 
-    def learn(self, batch: TurnBatch, timer: PhaseTimer) -> dict[str, Any]:
-        """Score ``batch`` (old log-probs + entropy), reference, advantage, AEM, update; each
-        phase timed into ``timer``. Returns the metrics of these phases."""
+    def learn(self, batch: SpanBatch, timer: PhaseTimer) -> dict[str, Any]:
+        """Learn from ``batch``: the phases of :mod:`aem.trainer.phases` in order, each timed
+        into ``timer``. Returns their metrics."""
         cfg, algo = self.config, self.algo
+        if batch.num_rows == 0:
+            return {}
         record: dict[str, Any] = {}
-        if len(batch.response_ids) == 0:
-            return record
-        packed = batch.packed(self.tokenizer.pad_token_id)
-        rows = (packed.input_ids, packed.attention_mask, packed.response_mask)
-        response_mask = packed.span_mask()  # [S, R]: one span per turn, whatever the layout
-
         with timer.phase("scoring"):
-            old_log_probs, token_entropy = map(
-                packed.to_spans, self._score(self.model, self.policy_body, *rows)
-            )
-        ref_log_probs = None
+            phases.score(batch, self.policy)
         if self.reference is not None:
             with timer.phase("reference"):
-                ref_log_probs = packed.to_spans(
-                    self._score(self.reference, self.reference_body, *rows)[0]
-                )
-        values = None
+                phases.reference(batch, self.reference)
         if self.critic is not None:
-            with timer.phase("critic"), torch.no_grad():
-                values = packed.to_spans(
-                    self.critic.values(rows[0], rows[1], bf16=cfg.model.bf16, body=self.critic_body)
-                )
-
+            with timer.phase("critic"):
+                phases.values(batch, self.critic)
         with timer.phase("advantage"):
-            inputs = AdvantageInputs(
-                response_mask=response_mask,
-                group_id=batch.group_id,
-                traj_id=batch.traj_id,
-                turn=batch.turn,
-                scores=self._scores(batch, response_mask),
-                step_rewards=batch.reward,
-                values=values,
-                anchor_id=batch.anchor_id,
-            )
-            advantage_config = AdvantageConfig(
-                norm_by_std=bool(algo.norm_by_std),
-                grpo_stats=algo.grpo_stats,
-                gamma=algo.gamma,
-                lam=algo.lam,
-            )
-            advantages, returns = compute_advantages(algo.estimator, inputs, advantage_config)
-
-        counts = response_mask.sum(dim=1).clamp(min=1)
-        span_advantage = (advantages * response_mask).sum(dim=1) / counts
+            phases.advantages(batch, algo, cfg.rollout.max_response_tokens)
         with timer.phase("aem"):
-            if cfg.aem.enabled:
-                advantages, span_entropy, weights, aem_stats = modulate(
-                    advantages,
-                    token_entropy,
-                    response_mask,
-                    batch.group_id,
-                    temperature=cfg.aem.temperature,
-                    eps=cfg.aem.eps,
-                )
-                record.update({key: float(value) for key, value in aem_stats.items()})
-            else:
-                span_entropy = response_entropy(token_entropy, response_mask)
-                weights = torch.ones_like(span_entropy)
-
-        drift = predicted_entropy_drift(span_advantage, span_entropy, batch.group_id, weights)
-        record.update({key: float(value) for key, value in drift.items()})
-        loss_mask = response_mask
-        if cfg.analysis.mask_quadrant is not None:
-            quadrant = span_quadrants(span_advantage, span_entropy, batch.group_id)
-            keep = quadrant_keep_mask(quadrant, cfg.analysis.mask_quadrant)
-            loss_mask = response_mask & keep[:, None]
-            record["analysis/masked_span_frac"] = float((~keep).float().mean())
-
-        update = UpdateBatch(
-            packed=packed,
-            loss_mask=loss_mask,
-            old_log_probs=old_log_probs,
-            advantages=advantages,
-            ref_log_probs=ref_log_probs,
-            returns=returns if self.critic is not None else None,
-            old_values=values,
-        )
+            modulation = ModulationConfig(temperature=cfg.aem.temperature, eps=cfg.aem.eps)
+            record.update(phases.modulate(batch, cfg.modulation_name(), modulation))
+        record.update(phases.analysis(batch, cfg.analysis.mask_quadrant))
         with timer.phase("update"):
+            optim, generator = cfg.optim, self.shuffle_generator
             record.update(
-                update_policy(
-                    self.model,
-                    self.optimizer,
-                    update,
-                    algo,
-                    cfg.optim,
-                    self.shuffle_generator,
-                    max(cfg.rollout.temperature, 1e-6),
-                    cfg.model.bf16,
-                    body=self.policy_body,
-                )
+                phases.update_policy(batch, self.policy, self.optimizer, algo, optim, generator)
             )
             if self.critic is not None:
-                record.update(
-                    update_critic(
-                        self.critic,
-                        self.critic_optimizer,
-                        update,
-                        cfg.optim,
-                        self.shuffle_generator,
-                        cfg.model.bf16,
-                        body=self.critic_body,
-                    )
-                )
-
-        entropy_now = float(span_entropy.mean())
-        record["entropy/response_mean"] = entropy_now
-        record["entropy/token_mean"] = float(token_entropy[response_mask].mean())
-        record["advantage/positive_span_frac"] = float((span_advantage > 0).float().mean())
-        record["aem/weight_span_std"] = float(weights.std()) if weights.numel() > 1 else 0.0
-        if self.previous_entropy is not None:
-            record["drift/measured_change"] = entropy_now - self.previous_entropy
-            record["drift/predicted_previous"] = self.previous_drift
-        self.previous_entropy = entropy_now
-        self.previous_drift = float(drift["drift/total"])
-        record["throughput/tokens"] = float(packed.attention_mask.sum())
-        record["rollout/rows"] = float(packed.input_ids.shape[0])
-        record["rollout/response_tokens"] = float(packed.span_length.float().mean())
+                critic_step = (self.critic, self.critic_optimizer, algo, optim, generator)
+                record.update(phases.update_critic(batch, *critic_step))
+        record.update(phases.metrics(batch))
+        record.update(self._measured_drift(record))
         return record
+
+    def _measured_drift(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The entropy change since the last batch beside the drift that batch predicted."""
+        entropy_now = record["entropy/response_mean"]
+        out = {}
+        if self.previous_entropy is not None:
+            out["drift/measured_change"] = entropy_now - self.previous_entropy
+            out["drift/predicted_previous"] = self.previous_drift
+        self.previous_entropy, self.previous_drift = entropy_now, record["drift/total"]
+        return out
 
     # ------------------------------------------------------------------ evaluation
 
@@ -420,7 +296,7 @@ class Trainer:
         cfg = self.config
         if self._eval_pool is None:
             kwargs = {
-                "split": cfg.env.eval_split or EVAL_SPLITS.get(cfg.env.name, "valid"),
+                "split": cfg.env.evaluation_split(),
                 "max_steps": cfg.env.max_turns,
                 "success_reward": cfg.env.success_reward,
                 **cfg.env.env_kwargs(),
@@ -486,13 +362,21 @@ class Trainer:
         self.metrics.close()
 
 
-def _num_groups(batch: TurnBatch) -> int:
-    return len(set(batch.group_id.tolist()))
+def _num_groups(batch: SpanBatch) -> int:
+    return len(set(batch["group"].tolist()))
 
 
-def episode_metrics(batch: TurnBatch) -> dict[str, float]:
+def informative_groups(batch: SpanBatch) -> list[int]:
+    """Groups whose trajectories did not all get the same return (their advantages are not 0)."""
+    returns: dict[int, set[float]] = {}
+    for record in batch.trajectories():
+        returns.setdefault(record.group_id, set()).add(record.episode_return)
+    return sorted(group for group, values in returns.items() if len(values) > 1)
+
+
+def episode_metrics(batch: SpanBatch) -> dict[str, float]:
     """Success overall and per task type, return, length, invalid-action rate (per trajectory)."""
-    trajectories = batch.trajectories
+    trajectories = batch.trajectories()
     if not trajectories:
         return {"rollout/trajectories": 0.0}
     out = {

@@ -2,16 +2,14 @@
 
 The paper starts RL from an instruct model that already answers in the agent format. A tiny
 model trained from scratch gets the same starting point here: it imitates episodes played by the
-environment's scripted expert with probability ``noise`` of a random admissible action instead
-(the label is always the action actually taken), so it learns the response grammar
-``<think></think><action>...</action>`` and the flavour of good actions while staying far from
-solving the tasks. The episodes are played by :func:`aem.rollout.rollout` itself, so the warm
+environment's scripted expert (its :class:`aem.envs.EnvSpec`), which plays a random admissible
+action with probability ``noise`` and, with probability ``invalid_noise``, a refused one. Each
+turn is labelled either with the action played (``labels="taken"``) or with the noise-free
+expert's action in the state the noisy play reached (``labels="expert"``, DAgger-style; it needs
+an observation expert, whose choice is a function of the prompt), so the model learns the
+response grammar ``<think></think><action>...</action>``, the flavour of good actions and how to
+recover from a detour. The episodes are played by :func:`aem.rollout.rollout` itself, so the warm
 start sees exactly the prompts RL will see.
-
-The household expert is observation-only (:mod:`aem.envs.household.search_expert`): it decides
-from the task, the observation, the admissible commands and the prompt's history window, so its
-choices are a function of the imitating model's input. WebShop's expert reads the goal's hidden
-attributes through a shadow environment.
 """
 
 from __future__ import annotations
@@ -23,60 +21,22 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
-from aem.agent import PromptConfig, parse_response
-from aem.algorithms._checks import require_int_at_least, require_positive
-from aem.envs import TextEnv, make
-from aem.envs.household.search_expert import SearchExpert
+from aem.agent import PromptConfig
+from aem.batch import SpanBatch
+from aem.checks import require_int_at_least, require_positive
+from aem.envs import TextEnv, make, spec
 from aem.envs.pool import EnvPool
-from aem.envs.swe import build_task as build_swe_task
-from aem.envs.swe import expert_plan as swe_expert_plan
-from aem.envs.webshop import WebShopExpert
-from aem.policy.packing import PackedBatch, pack_trajectories, pack_turns
-from aem.policy.sampling import SamplingConfig, generate
-from aem.policy.scoring import score
+from aem.policy.runner import PolicyRunner
 from aem.policy.tokenizer import ACTION_CLOSE, ACTION_OPEN, THINK_CLOSE, THINK_OPEN
-from aem.rollout import FunctionResponder, TurnBatch, TurnContext, encode_prompt, rollout
-
-ExpertPolicy = Callable[[dict[str, Any]], str]
-"""The expert of one running episode: ``act(info) -> action``."""
-
-ObservationExpert = Callable[[TurnContext, int], str]
-"""An expert that needs no hidden state: ``act(context, history_length) -> action``."""
+from aem.rollout import FunctionResponder, TurnContext, encode_prompt, rollout
 
 SEARCH_PLACEHOLDER = "<your query>"
 """WebShop's admissible ``search[<your query>]``; a random agent fills in words of the task."""
 
 _EPISODE_CHUNK = 32
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
-
-
-def _household_expert(context: TurnContext, history_length: int) -> str:
-    return SearchExpert(history_length).act(
-        context.task, context.observation, context.info["admissible_commands"], context.history
-    )
-
-
-def _webshop_expert(env: TextEnv) -> ExpertPolicy:
-    return WebShopExpert(env.goal).act  # type: ignore[attr-defined]
-
-
-def _swe_expert(context: TurnContext, history_length: int) -> str:
-    """The repair plan of the episode's task (from its split and index), one step per turn."""
-    plan = swe_expert_plan(build_swe_task(context.info["split"], context.info["task_index"]))
-    return plan[min(context.turn, len(plan) - 1)]
-
-
-OBSERVATION_EXPERTS: dict[str, ObservationExpert] = {
-    "household": _household_expert,
-    "swe": _swe_expert,
-}
-"""Environment name -> expert that acts on what the prompt shows (no shadow environment)."""
-
-EXPERTS: dict[str, Callable[[TextEnv], ExpertPolicy]] = {"webshop": _webshop_expert}
-"""Environment name -> builder of the hidden-state expert for an episode just reset in that
-environment (played through a shadow environment)."""
 
 
 def format_response(action: str) -> str:
@@ -87,8 +47,8 @@ def format_response(action: str) -> str:
 class NoisyExpert:
     """An actor for :class:`aem.rollout.FunctionResponder` that plays the scripted expert.
 
-    An observation-only expert (:data:`OBSERVATION_EXPERTS`) sees the turn's context with the
-    prompt's ``history_length``. A hidden-state expert (:data:`EXPERTS`) needs state the pool
+    The expert is the environment's (:class:`aem.envs.EnvSpec`). An observation expert sees the
+    turn's context with the prompt's ``history_length``. An episode expert needs state the pool
     does not expose, so each pool environment is then mirrored by a private shadow environment:
     reset with the same seed and options on turn 0, then stepped with the action the trajectory
     took last (environments are deterministic, and a diverging mirror raises). With probability
@@ -107,9 +67,9 @@ class NoisyExpert:
         history_length: int = 2,
         invalid_noise: float = 0.0,
     ) -> None:
-        known = sorted({*EXPERTS, *OBSERVATION_EXPERTS})
-        if env_name not in known:
-            raise ValueError(f"env_name must be one of {known}, got {env_name!r}")
+        self.spec = spec(env_name)
+        if not self.spec.has_expert:
+            raise ValueError(f"environment {env_name!r} has no expert to imitate (EnvSpec)")
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"noise must be in [0, 1], got {noise!r}")
         if not 0.0 <= invalid_noise <= 1.0:
@@ -122,25 +82,24 @@ class NoisyExpert:
         self.history_length = history_length
         self._rng = random.Random(seed)
         self._shadows: dict[int, TextEnv] = {}
-        self._experts: dict[int, ExpertPolicy] = {}
+        self._experts: dict[int, Callable[[dict[str, Any]], str]] = {}
 
     def __call__(self, prompts: list[str], contexts: list[TurnContext]) -> list[str]:
         return [format_response(self.action(context)) for context in contexts]
 
     def expert_action(self, context: TurnContext) -> str:
-        """The noise-free action of an observation-only expert for ``context`` (a function of
-        what the prompt shows, so it is the label of that prompt)."""
-        observation_expert = OBSERVATION_EXPERTS.get(self.env_name)
+        """The noise-free action of an observation expert for ``context`` (a function of what
+        the prompt shows, so it is the label of that prompt)."""
+        observation_expert = self.spec.observation_expert
         if observation_expert is None:
             raise ValueError(
-                f"expert labels need an observation-only expert; {self.env_name!r} has none "
-                f"(have: {sorted(OBSERVATION_EXPERTS)})"
+                f"expert labels need an observation expert; {self.env_name!r} has none (EnvSpec)"
             )
         return observation_expert(context, self.history_length)
 
     def action(self, context: TurnContext) -> str:
         """The (possibly noisy) expert action for this turn of ``context``'s trajectory."""
-        observation_expert = OBSERVATION_EXPERTS.get(self.env_name)
+        observation_expert = self.spec.observation_expert
         info = context.info if observation_expert is not None else self._mirror(context)
         admissible = list(info.get("admissible_commands", []))
         if admissible and self._rng.random() < self.noise:
@@ -157,7 +116,8 @@ class NoisyExpert:
             shadow = self._shadows.get(index) or make(self.env_name, **self.env_kwargs)
             self._shadows[index] = shadow
             observation, info = shadow.reset(seed=context.seed, options=context.reset_options)
-            self._experts[index] = EXPERTS[self.env_name](shadow)
+            assert self.spec.episode_expert is not None
+            self._experts[index] = self.spec.episode_expert(shadow)
         else:
             shadow = self._shadows[index]
             observation, _, _, _, info = shadow.step(context.history[-1][1])
@@ -217,9 +177,9 @@ def _expert_play(
     layout: str = "turn",
     tokenizer: PreTrainedTokenizerBase | None = None,
     max_prompt_tokens: int | None = None,
-) -> Iterator[tuple[TurnBatch, list[str]]]:
-    """Noisy-expert episodes in chunks: each chunk's turn batch (``layout``, tokenized when a
-    ``tokenizer`` is given) and the label text of each of its rows."""
+) -> Iterator[tuple[SpanBatch, list[str]]]:
+    """Noisy-expert episodes in chunks: each chunk's batch (``layout``, tokenized when a
+    ``tokenizer`` is given) and the label text of each of its turns."""
     require_int_at_least("num_episodes", num_episodes, 1)
     if labels not in ("taken", "expert"):
         raise ValueError(f"labels must be 'taken' or 'expert', got {labels!r}")
@@ -253,9 +213,9 @@ def _expert_play(
                 batch = rollout(
                     responder, pool, env_name, chunk, 1, max_turns, prompt, layout=layout
                 )
-            texts = batch.response_texts
+            texts = batch["response_text"]
             if labels == "expert":
-                keys = zip(batch.traj_id.tolist(), batch.turn.tolist(), strict=True)
+                keys = zip(batch["traj"].tolist(), batch["turn"].tolist(), strict=True)
                 texts = [expert_labels[key] for key in keys]
             yield batch, texts
     finally:
@@ -280,14 +240,14 @@ def expert_dataset(
     labels a turn with the action played (noise included); ``labels="expert"`` with the
     noise-free expert's action in the state the noisy play reached (DAgger-style: the noise only
     widens the states seen, so the model also learns to recover from detours). Expert labels
-    need an observation-only expert (:data:`OBSERVATION_EXPERTS`); ``invalid_noise`` (refused
+    need an observation expert (:class:`aem.envs.EnvSpec`); ``invalid_noise`` (refused
     actions, see :class:`NoisyExpert`) needs expert labels, so no label is a refused action.
     """
     pairs: list[tuple[str, str]] = []
     for batch, texts in _expert_play(
         env_name, num_episodes, noise, seed, prompt, max_turns, env_kwargs, labels, invalid_noise
     ):
-        pairs.extend(zip(batch.prompt_texts, texts, strict=True))
+        pairs.extend(zip(batch["prompt_text"], texts, strict=True))
     return pairs
 
 
@@ -329,9 +289,10 @@ def expert_trajectories(
     ):
         episodes: dict[int, list[SftTurn]] = {}
         lengths: dict[int, int] = {}
-        for row, traj in enumerate(batch.traj_id.tolist()):
-            trained = batch.response_texts[row] == texts[row]
-            turn = (batch.prompt_ids[row], batch.response_ids[row], trained)
+        tokens = batch.turn_tokens()
+        for span, traj in enumerate(batch["traj"].tolist()):
+            trained = batch["response_text"][span] == texts[span]
+            turn = (*tokens[span], trained)
             lengths[traj] = lengths.get(traj, 0) + len(turn[0]) + len(turn[1])
             if max_sequence_tokens is None or lengths[traj] <= max_sequence_tokens:
                 episodes.setdefault(traj, []).append(turn)
@@ -382,14 +343,13 @@ def sft_lr_factor(step: int, steps: int, warmup: float = 0.05, floor: float = 0.
 
 
 def supervised_finetune(
-    model: PreTrainedModel,
+    policy: PolicyRunner,
     tokenizer: PreTrainedTokenizerBase,
     pairs: Sequence[tuple[str, str]],
     steps: int,
     batch_size: int,
     lr: float,
     seed: int,
-    bf16: bool = False,
     max_prompt_tokens: int = 512,
     cosine: bool = False,
 ) -> list[float]:
@@ -400,19 +360,17 @@ def supervised_finetune(
     prompts, responses = tokenize_pairs(tokenizer, pairs, max_prompt_tokens)
     examples = [[(p, r, True)] for p, r in zip(prompts, responses, strict=True)]
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    return finetune_examples(model, examples, pad_id, steps, batch_size, lr, seed, bf16, cosine)
+    return finetune_examples(policy, examples, pad_id, steps, batch_size, lr, seed, cosine)
 
 
-def _pack_examples(examples: Sequence[Sequence[SftTurn]], pad_id: int) -> PackedBatch:
+def _pack_examples(examples: Sequence[Sequence[SftTurn]], pad_id: int) -> SpanBatch:
     """One right-padded row per example; the response mask keeps only the spans that carry
     loss."""
     turns = [turn for example in examples for turn in example]
-    prompts, responses = [t[0] for t in turns], [t[1] for t in turns]
-    if all(len(example) == 1 for example in examples):
-        packed = pack_turns(prompts, responses, pad_id, right_padded=True)
-    else:
-        owner = [k for k, example in enumerate(examples) for _ in example]
-        packed = pack_trajectories(prompts, responses, owner, pad_id)
+    owner = [k for k, example in enumerate(examples) for _ in example]
+    packed = SpanBatch.from_turns(
+        [t[0] for t in turns], [t[1] for t in turns], owner, "trajectory", pad_id
+    )
     for span, turn in enumerate(turns):
         if not turn[2]:
             row, start = int(packed.span_row[span]), int(packed.span_start[span])
@@ -421,17 +379,17 @@ def _pack_examples(examples: Sequence[Sequence[SftTurn]], pad_id: int) -> Packed
 
 
 def finetune_examples(
-    model: PreTrainedModel,
+    policy: PolicyRunner,
     examples: Sequence[Sequence[SftTurn]],
     pad_id: int,
     steps: int,
     batch_size: int,
     lr: float,
     seed: int,
-    bf16: bool = False,
     cosine: bool = False,
 ) -> list[float]:
-    """Behaviour cloning: AdamW on the mean negative log-likelihood of the trained response
+    """Behaviour cloning of ``policy``'s model (at temperature 1, in the runner's precision):
+    AdamW on the mean negative log-likelihood of the trained response
     tokens (prompt tokens carry no loss), gradient norm clipped to 1.0, learning rate ``lr``
     (times :func:`sft_lr_factor`, warm-up then cosine decay, if ``cosine``). An example is one
     model row: one turn (:func:`supervised_finetune`) or a whole trajectory
@@ -446,6 +404,7 @@ def finetune_examples(
     require_int_at_least("steps", steps, 1)
     require_int_at_least("batch_size", batch_size, 1)
     require_positive("lr", lr)
+    model = policy.model
     device = model.get_input_embeddings().weight.device
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -466,9 +425,7 @@ def finetune_examples(
                 t.to(device)
                 for t in (packed.input_ids, packed.attention_mask, packed.response_mask)
             )
-            out = score(
-                model, input_ids, attention_mask, response_mask, compute_entropy=False, bf16=bf16
-            )
+            out = policy.score(input_ids, attention_mask, response_mask, compute_entropy=False)
             loss = -(out.log_probs * response_mask).sum() / response_mask.sum().clamp(min=1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -480,19 +437,3 @@ def finetune_examples(
         optimizer.zero_grad(set_to_none=True)
         model.train(was_training)
     return losses
-
-
-def well_formed_rate(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
-    sampling: SamplingConfig,
-    seed: int,
-    max_prompt_tokens: int,
-) -> float:
-    """Fraction of ``prompts`` whose sampled response :func:`aem.agent.parse_response` accepts."""
-    if len(prompts) == 0:
-        raise ValueError("prompts must not be empty")
-    ids = [encode_prompt(tokenizer, p, max_prompt_tokens) for p in prompts]
-    out = generate(model, tokenizer, ids, sampling, torch.Generator().manual_seed(seed))
-    return sum(parse_response(text).well_formed for text in out.texts) / len(prompts)

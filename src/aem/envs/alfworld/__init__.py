@@ -21,6 +21,10 @@ from aem.envs.alfworld.export import (
     task_folder,
     traj_data,
 )
+from aem.envs.household import ROLE as HOUSEHOLD_ROLE
+from aem.envs.registry import register
+
+register("alfworld", AlfWorldEnv, eval_split="valid_seen", role=HOUSEHOLD_ROLE)
 
 __all__ = [
     "ALFWORLD_TASK_TYPES",

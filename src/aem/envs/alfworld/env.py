@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from aem.checks import require_int_at_least
 from aem.envs.alfworld.backend import alfworld_modules, logic_texts, start_game
 from aem.envs.alfworld.export import DATA_FOLDER, PAPER_TASK_TYPES, export_task, task_folder
 from aem.envs.base import (
@@ -24,8 +25,6 @@ from aem.envs.household.expert import expert_plan
 from aem.envs.household.goals import TASK_TYPES
 from aem.envs.household.scene import SceneConfig
 from aem.envs.household.tasks import SPLIT_SIZES, SPLITS, Task, build_task, task_type_of
-from aem.envs.registry import register
-from aem.validation import require_int_at_least
 
 SOURCES: tuple[str, ...] = ("household", "data")
 NOTHING_HAPPENS = "Nothing happens."
@@ -77,7 +76,6 @@ def _task_type_beside(game_file: Path) -> str | None:
         return PAPER_TASK_TYPES.get(json.load(f).get("task_type", ""))
 
 
-@register("alfworld")
 class AlfWorldEnv(TextEnv):
     """ALFWorld's text games, played by ALFWorld's own engine (TextWorld ``PddlEnv``).
 

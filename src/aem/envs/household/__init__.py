@@ -9,10 +9,25 @@ from aem.envs.household.env import HouseholdEnv
 from aem.envs.household.expert import HouseholdExpert, expert_plan, next_action
 from aem.envs.household.goals import TASK_TYPES, Goal
 from aem.envs.household.scene import Scene, SceneConfig, WorldState
+from aem.envs.household.search_expert import act_on_view
 from aem.envs.household.tasks import SPLIT_SIZES, SPLITS, Task, build_task
+from aem.envs.registry import register
+
+ROLE = "You are an expert agent acting in a household (the ALFRED embodied environment)."
+
+register(
+    "household",
+    HouseholdEnv,
+    eval_split="valid_seen",
+    # small scenes (a quarter of the repeated receptacles, 1-3 distractors): the tiny model's
+    default_kwargs={"scene_config": {"receptacle_scale": 0.25, "distractors": [1, 3]}},
+    role=ROLE,
+    observation_expert=act_on_view,
+)
 
 __all__ = [
     "NOTHING_HAPPENS",
+    "ROLE",
     "SPLITS",
     "SPLIT_SIZES",
     "TASK_TYPES",

@@ -6,6 +6,7 @@ import random
 from collections import OrderedDict
 from typing import Any
 
+from aem.checks import require_int_at_least
 from aem.envs.base import (
     StepResult,
     TextEnv,
@@ -17,13 +18,10 @@ from aem.envs.household.engine import NOTHING_HAPPENS, Engine
 from aem.envs.household.goals import TASK_TYPES
 from aem.envs.household.scene import SceneConfig
 from aem.envs.household.tasks import SPLIT_SIZES, SPLITS, Task, build_task, task_type_of
-from aem.envs.registry import register
-from aem.validation import require_int_at_least
 
 _ENGINE_CACHE_SIZE = 128
 
 
-@register("household")
 class HouseholdEnv(TextEnv):
     """ALFWorld's six household task types, generated procedurally (pure Python, no data files).
 

@@ -27,9 +27,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from aem.checks import require_int_at_least
+from aem.envs.base import AgentView
 from aem.envs.household.catalog import CAN_CONTAIN, LAMP_HOSTS
 from aem.envs.household.goals import TEMPLATES, TREATMENT
-from aem.validation import require_int_at_least
 
 
 @dataclass(frozen=True)
@@ -205,3 +206,10 @@ class SearchExpert:
         """The next command; ``history`` holds every earlier ``(observation, action)`` pair."""
         window = tuple(history)[-self.history_length :] if self.history_length else ()
         return search_action(task, observation, admissible, window)
+
+
+def act_on_view(view: AgentView, history_length: int) -> str:
+    """:class:`SearchExpert`'s action for a turn, from what the agent's prompt shows (the
+    household's warm-start expert)."""
+    commands = view.info["admissible_commands"]
+    return SearchExpert(history_length).act(view.task, view.observation, commands, view.history)

@@ -7,14 +7,23 @@ test verdict, binary reward), offline and in pure Python.
 the hidden verdict is decided outside them (:mod:`aem.envs.swe.verdict`).
 """
 
+from aem.envs.registry import register
 from aem.envs.swe.bugs import BUG_DESCRIPTIONS, BUG_KINDS, Site
 from aem.envs.swe.bwrap import SandboxUnavailableError
 from aem.envs.swe.catalog import TEMPLATES, FunctionTemplate
 from aem.envs.swe.env import SweEnv
-from aem.envs.swe.expert import RandomAgent, SweExpert, expert_plan
+from aem.envs.swe.expert import RandomAgent, SweExpert, expert_plan, plan_step
 from aem.envs.swe.repos import SPLIT_SIZES, SPLITS, Fix, HiddenCase, Task, build_task
 from aem.envs.swe.sandbox import ISOLATIONS, Limits, Sandbox, TestReport
 from aem.envs.swe.tools import TOOL_TEMPLATES, ToolCall, ToolError, edit_action, parse_action
+
+register(
+    "swe",
+    SweEnv,
+    eval_split="valid",
+    role="You are an expert software engineer repairing a Python repository.",
+    observation_expert=plan_step,
+)
 
 __all__ = [
     "BUG_DESCRIPTIONS",

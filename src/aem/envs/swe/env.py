@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from aem.checks import require_int_at_least
 from aem.envs.base import (
     StepResult,
     TextEnv,
@@ -13,15 +14,12 @@ from aem.envs.base import (
     choose_task_index,
     valid_text,
 )
-from aem.envs.registry import register
 from aem.envs.swe import bwrap, tools
 from aem.envs.swe.bugs import BUG_KINDS
 from aem.envs.swe.repos import SPLIT_SIZES, SPLITS, Task, bug_kind_of, build_task
 from aem.envs.swe.sandbox import ISOLATIONS, Limits, Sandbox, TestReport
-from aem.validation import require_int_at_least
 
 
-@register("swe")
 class SweEnv(TextEnv):
     """Fix the injected bug of a generated Python package, judged by hidden tests.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from aem.envs.swe.repos import Task
+from aem.envs.swe.repos import Task, build_task
 from aem.envs.swe.tools import edit_action
 
 _TOKEN_SWAPS = ("<", "<=", ">", ">=", "+", "-", "0", "1", "and", "or", "[0]", "[-1]")
@@ -65,3 +65,10 @@ class RandomAgent:
             return "run_tests"
         old_token, new_token = rng.sample(_TOKEN_SWAPS, 2)
         return edit_action(name, line, line.replace(old_token, new_token, 1))
+
+
+def plan_step(view: Any, history_length: int) -> str:
+    """The repair plan of the episode's task (from its split and index in ``view.info``), one
+    step per turn: the SWE warm-start expert (it acts on what the agent sees)."""
+    plan = expert_plan(build_task(view.info["split"], view.info["task_index"]))
+    return plan[min(view.turn, len(plan) - 1)]

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from aem.checks import require_int_at_least
 from aem.envs.swe.bugs import BUG_KINDS
 from aem.envs.swe.catalog import TEMPLATES, TOPIC_MODULES, FunctionTemplate
-from aem.validation import require_int_at_least
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 SPLIT_SIZES: dict[str, int] = {"train": 4000, "valid": 200, "test": 500}

@@ -39,11 +39,11 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from aem.checks import require_int_at_least
 from aem.envs.swe import bwrap
 from aem.envs.swe import runner as runner_module
 from aem.envs.swe.repos import HiddenCase
 from aem.envs.swe.verdict import count_passed
-from aem.validation import require_int_at_least
 
 RUNNER_SOURCE = Path(runner_module.__file__).read_text(encoding="utf-8")
 ISOLATIONS = ("bwrap", "unsafe")

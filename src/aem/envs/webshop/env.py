@@ -22,7 +22,6 @@ from functools import lru_cache
 from typing import Any
 
 from aem.envs.base import StepResult, TextEnv
-from aem.envs.registry import register
 from aem.envs.webshop import pages
 from aem.envs.webshop.catalog import SPLITS, Catalogue, Goal, Product, build_catalogue
 from aem.envs.webshop.reward import RewardBreakdown, get_reward
@@ -54,7 +53,6 @@ def load_world(
     return catalogue, ProductSearch(catalogue.products)
 
 
-@register("webshop")
 class WebShopEnv(TextEnv):
     """Offline WebShop: find and buy the product an instruction describes.
 

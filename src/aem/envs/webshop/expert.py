@@ -8,6 +8,7 @@ On the item page it clicks each goal option value, then Buy Now. It reads only
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aem.envs.webshop import pages
@@ -60,3 +61,9 @@ class WebShopExpert:
         self._searches += 1
         self._pages_seen = 0
         return f"search[{query}]"
+
+
+def episode_expert(env: Any) -> Callable[[dict[str, Any]], str]:
+    """The expert of the episode ``env`` was just reset to (it reads the hidden goal): the
+    WebShop warm-start expert."""
+    return WebShopExpert(env.goal).act

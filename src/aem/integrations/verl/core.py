@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from verl.protocol import DataProto
 
-from aem.algorithms._checks import require_non_negative, require_shape, require_tensor
+from aem.checks import require_non_negative, require_shape, require_tensor
 from aem.integrations.spans import SpanGranularity, modulate_rows, require_span_granularity
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aem.report.curves import CURVES_FILE, curve_points, plot_run
+from aem.trainer.curves import CURVES_FILE, curve_points, plot_run
 
 
 def _records() -> list[dict]:

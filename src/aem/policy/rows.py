@@ -1,4 +1,6 @@
-"""Left padding and the position ids that make a left-padded row behave like the unpadded one."""
+"""Token rows for the model: left padding, position ids, the attention inputs of a no-cache
+forward, and :func:`last_hidden_state`, the one place a model body runs over rows (scoring and
+the critic)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from aem.algorithms._checks import require_integer, require_ndim, require_shape, require_tensor
+from aem.checks import bool_mask, require_integer, require_ndim, require_tensor
+from aem.policy.precision import autocast_context
 
 
 def left_pad(
@@ -47,9 +50,7 @@ def check_token_batch(input_ids: Tensor, attention_mask: Tensor) -> None:
     require_tensor("attention_mask", attention_mask)
     require_ndim("input_ids", input_ids, 2)
     require_integer("input_ids", input_ids)
-    require_shape("attention_mask", attention_mask, input_ids.shape)
-    if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-        raise ValueError("attention_mask must hold only 0 and 1")
+    bool_mask("attention_mask", attention_mask, input_ids.shape)
 
 
 def body_inputs(attention_mask: Tensor) -> dict[str, Tensor | None]:
@@ -65,3 +66,14 @@ def body_inputs(attention_mask: Tensor) -> dict[str, Tensor | None]:
         positions = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
         return {"attention_mask": None, "position_ids": positions}
     return {"attention_mask": attention_mask, "position_ids": position_ids_from_mask(mask)}
+
+
+def last_hidden_state(
+    body: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, bf16: bool = False
+) -> Tensor:
+    """``body``'s last hidden states ``[B, T, H]`` for rows ``input_ids`` (no cache; inputs from
+    :func:`body_inputs`), under bfloat16 autocast when ``bf16``. ``body`` is a model body
+    (``model.base_model``, a critic's body) or its compiled wrapper
+    (:class:`aem.policy.runner.PolicyRunner` picks)."""
+    with autocast_context(input_ids.device, bf16):
+        return body(input_ids=input_ids, **body_inputs(attention_mask)).last_hidden_state

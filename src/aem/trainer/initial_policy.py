@@ -14,14 +14,15 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from aem.agent import PromptConfig
+from aem.envs import spec as env_spec
 from aem.policy.lora import LoraSpec, apply_lora
 from aem.policy.model import load_policy, save_policy
 from aem.policy.pretrained import PRETRAINED, load_pretrained
+from aem.policy.runner import PolicyRunner
 from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.trainer.config import TrainConfig
 from aem.trainer.warmstart import (
-    OBSERVATION_EXPERTS,
     corpus_texts,
     expert_dataset,
     expert_trajectories,
@@ -64,7 +65,7 @@ def initial_policy(
         start = time.perf_counter()
         labels = warm.labels
         if labels == "auto":
-            labels = "expert" if cfg.env.name in OBSERVATION_EXPERTS else "taken"
+            labels = "expert" if env_spec(cfg.env.name).observation_expert else "taken"
         play = dict(
             env_name=cfg.env.name,
             num_episodes=warm.episodes,
@@ -83,9 +84,9 @@ def initial_policy(
             batch_size=warm.batch_size,
             lr=warm.lr,
             seed=cfg.seed,
-            bf16=cfg.model.bf16,
             cosine=warm.cosine,
         )
+        policy = PolicyRunner(model, bf16=cfg.model.bf16)
         if cfg.rollout.layout == "trajectory":  # whole episodes, as the rollout will feed them
             examples = expert_trajectories(
                 **play,
@@ -95,11 +96,15 @@ def initial_policy(
                 or getattr(model.config, "max_position_embeddings", None),
             )
             pad_id = int(tokenizer.pad_token_id)
-            losses = finetune_examples(model, examples, pad_id, **train)
+            losses = finetune_examples(policy, examples, pad_id, **train)
         else:
             examples = expert_dataset(**play)
             losses = supervised_finetune(
-                model, tokenizer, examples, max_prompt_tokens=cfg.rollout.max_prompt_tokens, **train
+                policy,
+                tokenizer,
+                examples,
+                max_prompt_tokens=cfg.rollout.max_prompt_tokens,
+                **train,
             )
         model.eval()
         metrics = {

@@ -1,1 +1,0 @@
-"""Curves, tables and run comparisons (matplotlib)."""
