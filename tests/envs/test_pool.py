@@ -164,5 +164,6 @@ def test_a_rollout_with_a_tokenizer_survives_undecodable_observations():
     )
     with EnvPool(UndecodableEnv, 2) as pool:
         batch = rollout(responder, pool, "counter", [0], 2, 4, prompt)
-    assert len(batch) == 6 and all(record.error is None for record in batch.trajectories)
-    assert no_surrogates(*batch.prompt_texts) and "\ufffd" in batch.prompt_texts[1]
+    assert len(batch) == 6 and all(record.error is None for record in batch.trajectories())
+    texts = batch["prompt_text"]
+    assert no_surrogates(*texts) and "\ufffd" in texts[1]
