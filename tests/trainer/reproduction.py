@@ -1,21 +1,32 @@
 """The trainer's reproduction cases: what ``fixtures/reproduction.json`` pins down, and the script
-that records it.
+that records and replays it.
 
 Record (from the repository root, on the code whose behaviour the fixture pins down)::
 
     PYTHONPATH=$PWD/src:$PWD/tests python tests/trainer/reproduction.py
 
 Each case trains a tiny run for two iterations (``tests/tiny_config.py``) and keeps its
-``metrics.jsonl`` without the wall-clock keys; ``test_reproduction.py`` retrains every case and
+``metrics.jsonl`` without the wall-clock keys; ``test_reproduction.py`` replays every case and
 compares. The runs play :class:`ValidStepHousehold`, whose returns differ between the
 trajectories of a group, so every estimator gives non-zero advantages and DAPO's dynamic
-sampling keeps (and refills) groups. Results depend on the torch and transformers versions and on
-the CPU's instruction set (recorded under ``"environment"``).
+sampling keeps (and refills) groups.
+
+Recording and replaying run under :data:`PINNED_NUMERICS` (the script re-executes itself with
+them): torch's own kernels without instruction-set dispatch, MKL in its conditional numerical
+reproducibility mode and oneDNN capped at SSE4.1, one thread each. Without them the numbers
+depend on the CPU: with torch and MKL dispatching to AVX2 instead of AVX-512 (same machine,
+``ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2``) the last bits of the warm start
+differ, sampling takes other tokens, and 15 of the 21 cases log other trajectories. Under the
+pinned numerics the same runs give identical metrics whether MKL may use AVX2 or AVX-512, so the
+fixture holds on any x86-64 CPU (measured 2026-12-04; the runs take about twice as long).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +43,17 @@ from aem.trainer.metrics import read_metrics
 from tiny_config import TINY
 
 FIXTURE = Path(__file__).with_name("fixtures") / "reproduction.json"
+OLD_RUN = FIXTURE.with_name("old_ppo_run")
+"""A run of case ``ppo-turn-aem`` stopped after iteration 0 by the code before the redesign."""
+
+PINNED_NUMERICS = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "MKL_CBWR": "COMPATIBLE",
+    "ONEDNN_MAX_CPU_ISA": "SSE41",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+"""Environment that makes the float results independent of the CPU (read when torch loads)."""
 
 
 class ValidStepHousehold(HouseholdEnv):
@@ -108,18 +130,77 @@ def environment() -> dict[str, str]:
     }
 
 
+def pinned() -> bool:
+    """True when this process runs under :data:`PINNED_NUMERICS`."""
+    return all(os.environ.get(key) == value for key, value in PINNED_NUMERICS.items())
+
+
+def replay(run_dir: Path) -> dict[str, Any]:
+    """Every case trained again in ``run_dir``, and the stopped run of :data:`OLD_RUN` resumed:
+    ``{"environment": ..., "cases": {name: records}, "resumed": records}``."""
+    from aem.cli import main as aem_main
+
+    replayed: dict[str, Any] = {"environment": environment(), "cases": {}}
+    for name, overrides in cases().items():
+        replayed["cases"][name] = run_case(overrides, run_dir / name)
+    resumed = run_dir / "old_ppo_run"
+    shutil.copytree(OLD_RUN, resumed)
+    if aem_main(["train", "--resume", str(resumed)]) != 0:
+        raise RuntimeError(f"resuming {resumed} failed")
+    replayed["resumed"] = comparable(read_metrics(resumed))
+    return replayed
+
+
+def replay_pinned(out: Path) -> dict[str, Any]:
+    """:func:`replay` in a fresh interpreter under the pinned numerics; its result."""
+    env = {**os.environ, **PINNED_NUMERICS}
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, _IMPORT_ROOTS), env.get("PYTHONPATH", "")])
+    command = [sys.executable, __file__, "--replay", str(out)]
+    subprocess.run(command, env=env, check=True, timeout=3600)
+    return json.loads(out.read_text())
+
+
+_IMPORT_ROOTS = (Path(__file__).parent, Path(__file__).parents[1])
+
+
+def record_stopped_run(run_dir: Path) -> None:
+    """Train case ``ppo-turn-aem`` in ``run_dir`` and stop it after iteration 0 (checkpointed, as
+    on Ctrl-C): what :data:`OLD_RUN` holds."""
+    config = load_config(overrides=[*BASE, f"output_dir={run_dir}", *cases()["ppo-turn-aem"]])
+    trainer = Trainer(config, run_dir)
+
+    def stop_after_first(iteration: int, record: dict[str, Any]) -> None:
+        trainer.stop_requested = True
+
+    trainer.train(progress=stop_after_first)
+
+
 def main() -> None:
+    """``reproduction.py``: record the fixture (and :data:`OLD_RUN`); ``reproduction.py --replay
+    OUT``: write :func:`replay`'s result to ``OUT``. Either runs under the pinned numerics."""
+    if not pinned():
+        env = {**os.environ, **PINNED_NUMERICS}
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
     torch.set_num_threads(1)
-    names = sys.argv[1:] or list(cases())
-    recorded: dict[str, Any] = {"environment": environment(), "base": list(BASE), "cases": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            overrides = cases()[name]
+        if sys.argv[1:2] == ["--replay"]:
+            Path(sys.argv[2]).write_text(json.dumps(replay(Path(tmp))))
+            return
+        recorded: dict[str, Any] = {"environment": environment(), "base": list(BASE), "cases": {}}
+        for name, overrides in cases().items():
             records = run_case(overrides, Path(tmp) / name)
             recorded["cases"][name] = {"overrides": overrides, "records": records}
             print(name, len(records), "records", flush=True)
-    FIXTURE.parent.mkdir(exist_ok=True)
-    FIXTURE.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+        FIXTURE.parent.mkdir(exist_ok=True)
+        FIXTURE.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+        record_stopped_run(Path(tmp) / "stopped")
+        shutil.rmtree(OLD_RUN, ignore_errors=True)
+        kept = ("config.yaml", "metrics.jsonl", "checkpoints", "init")
+        OLD_RUN.mkdir()
+        for name in kept:
+            source = Path(tmp) / "stopped" / name
+            copy = shutil.copytree if source.is_dir() else shutil.copy2
+            copy(source, OLD_RUN / name)
 
 
 if __name__ == "__main__":

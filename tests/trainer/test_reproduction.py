@@ -1,18 +1,24 @@
 """The trainer reproduces the metrics recorded before the data-flow redesign (issue 14), to the
 last bit: every case of ``reproduction.py`` trains again and must log exactly the recorded
-``metrics.jsonl`` (wall-clock keys aside)."""
+``metrics.jsonl`` (wall-clock keys aside). Recording and replay run under the pinned numerics of
+``reproduction.py``, so the comparison holds on any x86-64 CPU."""
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 from typing import Any
 
 import pytest
-from reproduction import BASE, FIXTURE, cases, environment, run_case
+from reproduction import BASE, FIXTURE, cases, replay_pinned
 
 RECORDED = json.loads(FIXTURE.read_text())
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory) -> dict[str, Any]:
+    """Every case and the resumed old run, replayed in one pinned-numerics interpreter."""
+    return replay_pinned(tmp_path_factory.mktemp("replay") / "replayed.json")
 
 
 def differences(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> list[str]:
@@ -41,10 +47,10 @@ def test_the_fixture_covers_every_case_with_the_recorded_settings():
 
 
 @pytest.mark.parametrize("name", sorted(cases()))
-def test_trainer_reproduces_the_recorded_metrics(tmp_path, name):
+def test_trainer_reproduces_the_recorded_metrics(replayed, name):
     recorded = RECORDED["cases"][name]
-    problems = differences(run_case(recorded["overrides"], tmp_path / name), recorded["records"])
-    where = f"recorded with {RECORDED['environment']}, running with {environment()}"
+    problems = differences(replayed["cases"][name], recorded["records"])
+    where = f"recorded with {RECORDED['environment']}, replayed with {replayed['environment']}"
     assert not problems, f"{name} ({where}):\n" + "\n".join(problems[:20])
 
 
@@ -55,17 +61,9 @@ def test_the_comparison_sees_a_one_ulp_change():
     assert differences([{"a": 1.0, "c": 2.0}], [{"a": 1.0}])
 
 
-def test_a_run_checkpointed_by_the_code_before_the_redesign_resumes(tmp_path):
+def test_a_run_checkpointed_by_the_code_before_the_redesign_resumes(replayed):
     """``fixtures/old_ppo_run``: case ``ppo-turn-aem`` stopped after iteration 0 by the code
     before the redesign (policy, critic, both optimisers, generators). Resumed now, it logs
     exactly the recorded uninterrupted run."""
-    from reproduction import comparable
-
-    from aem.cli import main
-    from aem.trainer.metrics import read_metrics
-
-    run = tmp_path / "old_ppo_run"
-    shutil.copytree(FIXTURE.with_name("old_ppo_run"), run)
-    assert main(["train", "--resume", str(run)]) == 0
     recorded = RECORDED["cases"]["ppo-turn-aem"]["records"]
-    assert not differences(comparable(read_metrics(run)), recorded)
+    assert not differences(replayed["resumed"], recorded)

@@ -25,7 +25,7 @@ the exact natural gradient for the batch Fisher ``F = mean_j E_{y~pi(.|s_j)}[sco
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -33,8 +33,14 @@ from torch import Tensor
 from aem.algorithms.theory import all_responses
 from aem.lab import rng
 
-if TYPE_CHECKING:
-    from aem.lab.updates import LogitGradient
+
+class LogitGradient(NamedTuple):
+    """The objective's gradient in logit space and what a natural step needs."""
+
+    value: Tensor  # [R', S, P, V] dJ/dz
+    over_probs: Tensor  # [R', S, P, V] dJ/dz / p, computed without dividing by underflowed p
+    context_weight: Tensor  # [R', S, P] the batch Fisher's weight of each context
+
 
 POLICIES: tuple[str, ...] = ("tabular", "loglinear")
 _BASE_STREAM = 200

@@ -27,12 +27,11 @@ policy-gradient term weighted by r on unclipped tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from aem.lab.policies import PolicyTables, ResponseSpace
+from aem.lab.policies import LogitGradient, PolicyTables, ResponseSpace
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -55,14 +54,6 @@ class BatchTurns:
     def counts(self) -> Tensor:
         """``[R']`` played turns per run (at least 1)."""
         return self.alive.sum((1, 2, 3)).clamp(min=1)
-
-
-class LogitGradient(NamedTuple):
-    """The objective's gradient in logit space and what a natural step needs."""
-
-    value: Tensor  # [R', S, P, V] dJ/dz
-    over_probs: Tensor  # [R', S, P, V] dJ/dz / p, computed without dividing by underflowed p
-    context_weight: Tensor  # [R', S, P] the batch Fisher's weight of each context
 
 
 def logit_gradient(
