@@ -94,7 +94,7 @@ def _eval(args: argparse.Namespace) -> int:
     trainer = Trainer(config, run_dir, resume=True)
     trainer.setup()
     try:
-        result = trainer.evaluate()
+        result = trainer.evaluate_all()
     finally:
         trainer.close()
     for key, value in sorted(result.items()):

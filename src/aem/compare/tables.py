@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aem.compare.results import RunResult
 from aem.compare.settings import arm_label
-from aem.compare.stats import PairedDifference, mean_std, paired_difference
+from aem.stats import PairedDifference, mean_std, paired_difference
 
 CSV_COLUMNS = (
     "algo",

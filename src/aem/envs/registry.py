@@ -30,7 +30,9 @@ GENERIC_ROLE = "You are an expert agent acting in a text environment."
 class EnvSpec:
     """What the trainer needs to know about one environment.
 
-    ``factory(**kwargs)`` builds it; ``eval_split`` is the split held-out evaluation plays;
+    ``factory(**kwargs)`` builds it; ``eval_split`` is the split held-out evaluation plays and
+    ``extra_eval_splits`` the other held-out splits a comparison reports beside it (e.g.
+    household's unseen room layouts);
     ``default_kwargs`` are the constructor arguments the trainer passes when the config gives
     none (``env.kwargs``); ``role`` opens the full-style prompt; the warm start imitates
     ``observation_expert`` (preferred: its labels are a function of the prompt) or
@@ -40,6 +42,7 @@ class EnvSpec:
     name: str
     factory: EnvFactory
     eval_split: str = "valid"
+    extra_eval_splits: tuple[str, ...] = ()
     default_kwargs: Mapping[str, Any] = field(default_factory=dict)
     role: str = GENERIC_ROLE
     observation_expert: ObservationExpert | None = None
@@ -58,6 +61,7 @@ def register(
     factory: EnvFactory | None = None,
     *,
     eval_split: str = "valid",
+    extra_eval_splits: Sequence[str] = (),
     default_kwargs: Mapping[str, Any] | None = None,
     role: str = GENERIC_ROLE,
     observation_expert: ObservationExpert | None = None,
@@ -77,6 +81,7 @@ def register(
             name=name,
             factory=factory,
             eval_split=eval_split,
+            extra_eval_splits=tuple(extra_eval_splits),
             default_kwargs=dict(default_kwargs or {}),
             role=role,
             observation_expert=observation_expert,

@@ -1,8 +1,8 @@
 """Statistics over seeds: means with Student-t 95% intervals, paired differences with their
 minimum detectable effect, Pearson r and sign agreement.
 
-The t quantile uses the exact forms for 1 and 2 degrees of freedom and the Cornish-Fisher
-expansion of Abramowitz & Stegun 26.7.5 beyond (error < 1e-3 from 3 degrees of freedom on).
+Scalar statistics (t quantiles, the minimum detectable effect) come from :mod:`aem.stats`, which
+``aem compare`` uses too; this module applies them to tensors of per-seed values.
 """
 
 from __future__ import annotations
@@ -13,29 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from aem.stats import minimum_detectable_effect, student_t_quantile
+
 POWER = 0.8
 LEVEL = 0.95
-
-
-def t_quantile(probability: float, df: int) -> float:
-    """Quantile of Student's t with ``df`` degrees of freedom."""
-    if not 0.0 < probability < 1.0:
-        raise ValueError(f"probability must lie in (0, 1), got {probability!r}")
-    if df < 1:
-        raise ValueError(f"df must be >= 1, got {df!r}")
-    if df == 1:
-        return math.tan(math.pi * (probability - 0.5))
-    if df == 2:
-        return (2 * probability - 1) / math.sqrt(2 * probability * (1 - probability))
-    z = float(torch.special.ndtri(torch.tensor(probability, dtype=torch.float64)))
-    n = float(df)
-    return (
-        z
-        + (z**3 + z) / (4 * n)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * n**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * n**3)
-        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * n**4)
-    )
 
 
 @dataclass(frozen=True)
@@ -76,8 +57,8 @@ def estimate(values: Tensor) -> Estimate:
     if n < 2:
         return Estimate(mean, float("nan"), float("nan"), float("nan"), n, float("nan"))
     sd = float(kept.std())
-    half = t_quantile(0.5 + LEVEL / 2, n - 1) * sd / math.sqrt(n)
-    mde = (t_quantile(0.5 + LEVEL / 2, n - 1) + t_quantile(POWER, n - 1)) * sd / math.sqrt(n)
+    half = student_t_quantile(0.5 + LEVEL / 2, n - 1) * sd / math.sqrt(n)
+    mde = minimum_detectable_effect(sd, n, LEVEL, POWER)
     return Estimate(mean, mean - half, mean + half, sd, n, mde)
 
 
@@ -87,7 +68,7 @@ def mean_band(values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     mean = values.mean(0)
     if n < 2:
         return mean, mean, mean
-    half = t_quantile(0.5 + LEVEL / 2, n - 1) * values.std(0) / math.sqrt(n)
+    half = student_t_quantile(0.5 + LEVEL / 2, n - 1) * values.std(0) / math.sqrt(n)
     return mean, mean - half, mean + half
 
 

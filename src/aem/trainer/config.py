@@ -301,6 +301,12 @@ class EvalConfig(_Section):
     every: int = Field(6, ge=0, description="iterations between evaluations; 0 = only at the end")
     tasks: int = Field(64, ge=1)
     temperature: float = Field(0.4, ge=0.0, description="the paper's validation temperature")
+    extra_splits: list[str] = Field(
+        default_factory=list,
+        description="held-out splits evaluated beside the evaluation split, with the first and "
+        "the last evaluation only, logged as eval/<split>/... (aem compare: the environment's "
+        "other evaluation splits)",
+    )
 
 
 class AnalysisConfig(_Section):

@@ -104,7 +104,7 @@ class Trainer:
         self.pool = EnvPool(
             cfg.env.name, cfg.rollout.tasks * cfg.rollout.group_size, env_kwargs, cfg.env.workers
         )
-        self._eval_pool: EnvPool | None = None
+        self._eval_pools: dict[str, EnvPool] = {}
         self.metrics = MetricsWriter(self.run_dir)
         if checkpoint is not None:
             meta = load_checkpoint(
@@ -291,23 +291,36 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self) -> dict[str, float]:
-        """Success on ``eval.tasks`` held-out tasks at the validation temperature (0.4)."""
+    def evaluate(self, split: str | None = None) -> dict[str, float]:
+        """Success on ``eval.tasks`` held-out tasks of ``split`` (default: the evaluation split,
+        logged as ``eval/...``; another split as ``eval/<split>/...``) at the validation
+        temperature (0.4)."""
         cfg = self.config
-        if self._eval_pool is None:
+        primary = cfg.env.evaluation_split()
+        split = primary if split is None else split
+        if split not in self._eval_pools:
             kwargs = {
-                "split": cfg.env.evaluation_split(),
+                "split": split,
                 "max_steps": cfg.env.max_turns,
                 "success_reward": cfg.env.success_reward,
                 **cfg.env.env_kwargs(),
             }
-            self._eval_pool = EnvPool(cfg.env.name, cfg.eval.tasks, kwargs, cfg.env.workers)
+            pool = EnvPool(cfg.env.name, cfg.eval.tasks, kwargs, cfg.env.workers)
+            self._eval_pools[split] = pool
         generator = torch.Generator().manual_seed(cfg.seed + 12345)  # same draws every eval
         seeds = list(range(cfg.eval.tasks))
-        batch = self._rollout(self._eval_pool, seeds, 1, cfg.eval.temperature, generator)
+        batch = self._rollout(self._eval_pools[split], seeds, 1, cfg.eval.temperature, generator)
+        prefix = "eval/" if split == primary else f"eval/{split}/"
         return {
-            f"eval/{key.split('/', 1)[1]}": value for key, value in episode_metrics(batch).items()
+            prefix + key.split("/", 1)[1]: value for key, value in episode_metrics(batch).items()
         }
+
+    def evaluate_all(self) -> dict[str, float]:
+        """:meth:`evaluate` on the evaluation split and on every ``eval.extra_splits``."""
+        record = self.evaluate()
+        for split in self.config.eval.extra_splits:
+            record.update(self.evaluate(split))
+        return record
 
     # ------------------------------------------------------------------ the run
 
@@ -330,13 +343,15 @@ class Trainer:
             if self.start_iteration == 0:
                 self.metrics.truncate_after(-2)  # a restart before the first checkpoint
                 start = {"iteration": -1, **self.warm_start_metrics}
-                start.update(self.evaluate())
+                start.update(self.evaluate_all())
                 self.metrics.write(start)
                 records.append(start)
             for it in range(self.start_iteration, cfg.trainer.iterations):
                 record = {"iteration": it, **self.iteration(it)}
                 last = it == cfg.trainer.iterations - 1
-                if (cfg.eval.every and (it + 1) % cfg.eval.every == 0) or last:
+                if last:
+                    record.update(self.evaluate_all())
+                elif cfg.eval.every and (it + 1) % cfg.eval.every == 0:
                     record.update(self.evaluate())
                 self.metrics.write(record)
                 records.append(record)
@@ -357,8 +372,8 @@ class Trainer:
 
     def close(self) -> None:
         self.pool.close()
-        if self._eval_pool is not None:
-            self._eval_pool.close()
+        for pool in self._eval_pools.values():
+            pool.close()
         self.metrics.close()
 
 

@@ -24,7 +24,13 @@ from aem.envs.alfworld.export import (
 from aem.envs.household import ROLE as HOUSEHOLD_ROLE
 from aem.envs.registry import register
 
-register("alfworld", AlfWorldEnv, eval_split="valid_seen", role=HOUSEHOLD_ROLE)
+register(
+    "alfworld",
+    AlfWorldEnv,
+    eval_split="valid_seen",
+    extra_eval_splits=("valid_unseen",),
+    role=HOUSEHOLD_ROLE,
+)
 
 __all__ = [
     "ALFWORLD_TASK_TYPES",

@@ -19,6 +19,7 @@ register(
     "household",
     HouseholdEnv,
     eval_split="valid_seen",
+    extra_eval_splits=("valid_unseen",),  # room layouts never seen in training
     # small scenes (a quarter of the repeated receptacles, 1-3 distractors): the tiny model's
     default_kwargs={"scene_config": {"receptacle_scale": 0.25, "distractors": [1, 3]}},
     role=ROLE,

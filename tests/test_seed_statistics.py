@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aem.compare.stats import (
+from aem.stats import (
     mean_std,
+    minimum_detectable_effect,
     paired_difference,
     regularized_incomplete_beta,
     student_t_cdf,
@@ -127,3 +128,33 @@ def test_bad_inputs_raise_naming_the_argument():
         student_t_cdf(1.0, 0)
     with pytest.raises(ValueError, match="p must be in"):
         student_t_quantile(1.0, 3)
+
+
+@pytest.mark.parametrize(
+    ("probability", "df", "expected"),
+    [
+        (0.975, 1, 12.7062),
+        (0.975, 2, 4.3027),
+        (0.975, 5, 2.5706),
+        (0.975, 10, 2.2281),
+        (0.975, 199, 1.9720),
+        (0.8, 199, 0.8434),
+        (0.8, 9, 0.8834),
+        (0.025, 30, -2.0423),
+    ],
+)
+def test_t_quantile_matches_printed_tables(probability, df, expected):
+    assert student_t_quantile(probability, df) == pytest.approx(expected, abs=5e-5)
+
+
+def test_minimum_detectable_effect_by_hand():
+    # sd 1, 10 seeds: (t_.975,9 = 2.2622 + t_.8,9 = 0.8834) / sqrt(10)
+    assert minimum_detectable_effect(1.0, 10) == pytest.approx(3.1456 / math.sqrt(10), abs=1e-4)
+    assert minimum_detectable_effect(2.0, 10) == pytest.approx(2 * minimum_detectable_effect(1, 10))
+    assert math.isnan(minimum_detectable_effect(1.0, 1))
+    diff = paired_difference([0.5, 0.4, 0.7, 0.6], [0.45, 0.5, 0.6, 0.5])
+    sd = statistics.stdev([0.05, -0.1, 0.1, 0.1])
+    assert diff.mde == pytest.approx(minimum_detectable_effect(sd, 4))
+    for bad in ({"sd": 1.0, "n": 5, "power": 1.0}, {"sd": -1.0, "n": 5}, {"sd": 1.0, "n": 2.5}):
+        with pytest.raises(ValueError):
+            minimum_detectable_effect(**bad)

@@ -1,4 +1,5 @@
-"""Statistics of a seed sweep: mean ± std over seeds and the paired difference with a t interval.
+"""Statistics over seeds: mean ± std, the paired difference with its t interval and the minimum
+detectable effect (``aem compare`` and ``aem lab`` share them; stdlib only).
 
 scipy is not a dependency, so the Student-t CDF is computed from the regularised incomplete beta
 function (continued fraction, modified Lentz) and its quantile by bisection.
@@ -107,15 +108,38 @@ def student_t_quantile(p: float, df: float) -> float:
     return 0.5 * (low + high)
 
 
+def minimum_detectable_effect(
+    sd: float, n: int, confidence: float = 0.95, power: float = 0.8
+) -> float:
+    """The smallest true mean difference a two-sided paired t-test at level ``1 - confidence``
+    detects with probability ``power``, given the standard deviation ``sd`` of the paired
+    differences over ``n`` seeds: ``(t_{(1+c)/2, n-1} + t_{power, n-1}) · sd / √n`` (the usual
+    approximation of the noncentral t; nan for fewer than 2 seeds)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power must be in (0, 1), got {power!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an integer >= 0, got {n!r}")
+    if n < 2 or math.isnan(sd):
+        return math.nan
+    if sd < 0:
+        raise ValueError(f"sd must be >= 0, got {sd!r}")
+    quantiles = student_t_quantile(0.5 + confidence / 2.0, n - 1) + student_t_quantile(power, n - 1)
+    return quantiles * sd / math.sqrt(n)
+
+
 @dataclass(frozen=True)
 class PairedDifference:
-    """Mean of ``treatment - control`` over paired seeds and its two-sided t interval."""
+    """Mean of ``treatment - control`` over paired seeds, its two-sided t interval, and the
+    minimum detectable effect at 80% power (:func:`minimum_detectable_effect`)."""
 
     mean: float
     low: float
     high: float
     n: int
     confidence: float
+    mde: float = math.nan
 
     @property
     def significant(self) -> bool:
@@ -153,4 +177,5 @@ def paired_difference(
     if n < 2:
         return PairedDifference(mean, math.nan, math.nan, n, confidence)
     half = student_t_quantile(0.5 + confidence / 2.0, n - 1) * sd / math.sqrt(n)
-    return PairedDifference(mean, mean - half, mean + half, n, confidence)
+    mde = minimum_detectable_effect(sd, n, confidence)
+    return PairedDifference(mean, mean - half, mean + half, n, confidence, mde)
