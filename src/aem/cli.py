@@ -133,6 +133,8 @@ def _compare(args: argparse.Namespace) -> int:
             task = progress.add_task("sweep", total=None, runs="", status="planning")
 
             def show(state: SweepProgress) -> None:
+                if state.finished_run is not None:
+                    progress.console.print(state.run_line(), highlight=False)
                 progress.update(
                     task,
                     completed=state.done_iterations,
@@ -272,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--algos", default="grpo,dapo,gspo", help="comma-separated algorithm presets"
     )
-    compare.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per algorithm and arm")
+    compare.add_argument(
+        "--seeds", type=int, default=10, help="seeds 0..N-1 per algorithm and arm (10)"
+    )
     compare.add_argument("--out", metavar="SWEEP", help="sweep directory (runs/compare-<env>)")
     compare.add_argument("--config", help="YAML file of settings shared by every run")
     compare.add_argument("--jobs", type=int, default=1, help="trainer processes at once")

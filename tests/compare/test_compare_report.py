@@ -16,10 +16,12 @@ import yaml
 from aem.compare.report import FILES, write_report
 from aem.compare.settings import SweepSettings, write_sweep_file
 
-T_975 = {1: 12.7062, 2: 4.3027}  # printed t table
+T_975 = {1: 12.7062, 2: 4.3027}  # printed t tables
+T_80 = {1: 1.3764, 2: 1.0607}
 TYPES = ("clean", "cool")
 ITERATIONS = 3
 UNFINISHED = "dapo+aem/seed2"
+SPLITS = {"valid_seen": "eval/", "valid_unseen": "eval/valid_unseen/"}  # household's, by prefix
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -42,9 +44,10 @@ def _fake_run(run_dir: Path, rng: random.Random, start: float, iterations: int, 
             record["drift/measured_change"] = rng.gauss(0, 0.1)
             record["drift/predicted_previous"] = rng.gauss(0, 1)
         if it == iterations - 1:
-            per_type = {t: rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]) for t in TYPES}
-            record.update({f"eval/success_{t}": v for t, v in per_type.items()})
-            record["eval/success"] = sum(per_type.values()) / len(per_type)
+            for prefix in SPLITS.values():
+                per_type = {t: rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]) for t in TYPES}
+                record.update({f"{prefix}success_{t}": v for t, v in per_type.items()})
+                record[f"{prefix}success"] = sum(per_type.values()) / len(per_type)
         records.append(record)
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     if done:
@@ -75,8 +78,9 @@ def _final(root: Path, arm: str, seed: int) -> dict | None:
     return [json.loads(line) for line in lines][-1]
 
 
-def _reference(root: Path, algo: str, task: str) -> dict:
-    key = "eval/success" if task == "overall" else f"eval/success_{task}"
+def _reference(root: Path, split: str, algo: str, task: str) -> dict:
+    prefix = SPLITS[split]
+    key = f"{prefix}success" if task == "overall" else f"{prefix}success_{task}"
     arms = {}
     for aem in (False, True):
         arm = f"{algo}+aem" if aem else algo
@@ -96,7 +100,10 @@ def _reference(root: Path, algo: str, task: str) -> dict:
     n = len(diffs)
     mean = sum(diffs) / n
     half = T_975[n - 1] * math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) / math.sqrt(n)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    mde = (T_975[n - 1] + T_80[n - 1]) * sd / math.sqrt(n)
     out.update(n_seeds=n, diff_mean=mean, diff_ci_low=mean - half, diff_ci_high=mean + half)
+    out["diff_mde"] = mde
     return out
 
 
@@ -104,11 +111,14 @@ def test_csv_numbers_equal_naive_recomputation_from_metrics(sweep):
     root, _, report = sweep
     with report.files["table_csv"].open() as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["algo"], r["task_type"]) for r in rows] == [
-        (algo, task) for algo in ("grpo", "dapo") for task in (*TYPES, "overall")
+    assert [(r["split"], r["algo"], r["task_type"]) for r in rows] == [
+        (split, algo, task)
+        for split in SPLITS
+        for algo in ("grpo", "dapo")
+        for task in (*TYPES, "overall")
     ]
     for row in rows:
-        expected = _reference(root, row["algo"], row["task_type"])
+        expected = _reference(root, row["split"], row["algo"], row["task_type"])
         assert int(row["n_seeds"]) == expected.pop("n_seeds")
         for key, value in expected.items():
             assert float(row[key]) == pytest.approx(value, abs=1e-3 * max(1, abs(value))), key
@@ -134,8 +144,9 @@ def test_markdown_table_parses_and_matches_csv(sweep):
         reference = list(csv.DictReader(handle))
     assert len(rows) == len(reference)
     for cells, ref in zip(rows, reference, strict=True):
-        algo, task, seeds, base, aem, diff, reading = cells
-        assert (algo.lower(), task) == (ref["algo"], ref["task_type"])
+        split, algo, task, seeds, base, aem, diff, mde, reading = cells
+        assert (split, algo.lower(), task) == (ref["split"], ref["algo"], ref["task_type"])
+        assert float(mde) == pytest.approx(100 * float(ref["diff_mde"]), abs=0.051)
         for cell, arm in ((base, "base"), (aem, "aem")):
             mean, std = (float(x) for x in cell.split("±"))
             assert mean == pytest.approx(100 * float(ref[f"{arm}_mean"]), abs=0.051)
@@ -161,6 +172,8 @@ def test_report_ties_everything_together(sweep):
     root, settings, report = sweep
     text = report.files["report"].read_text()
     assert settings.command(root.resolve()) in text
+    assert text.count("Minimum detectable paired effect (80% power") == 2 * len(settings.algos)
+    assert "GRPO on valid_unseen" in text and "GRPO on valid_seen" in text
     resolved = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
     assert resolved["trainer"]["iterations"] == 3 and resolved["env"]["name"] == "household"
     assert f"Not finished (left out of the table): {UNFINISHED}" in text

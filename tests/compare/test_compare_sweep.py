@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import matplotlib.image
 import pytest
@@ -50,6 +51,10 @@ def test_every_run_trains_once_from_its_seeds_shared_start(sweep):
     assert set(result.trained) == names and not result.reused and not result.failed
     assert events[-1].done_iterations == events[-1].total_iterations == 2 * len(names)
     assert events[-1].finished_runs == events[-1].total_runs == len(names)
+    lines = [event.run_line() for event in events if event.finished_run is not None]
+    assert len(lines) == len(names)
+    assert re.fullmatch(rf"run 1/{len(names)} \S+ done \(sweep elapsed \S+, ETA \S+\)", lines[0])
+    assert lines[-1].startswith(f"run {len(names)}/{len(names)} ") and lines[-1].endswith("ETA 0s)")
     for name in names:
         run = root / "runs" / name
         config = yaml.safe_load((run / "config.yaml").read_text())
@@ -60,6 +65,11 @@ def test_every_run_trains_once_from_its_seeds_shared_start(sweep):
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert [r["iteration"] for r in records] == [-1, 0, 1]
         assert (run / "final").is_dir()
+        # the user's eval.tasks wins over the sweep's 256; household's unseen split is added,
+        # evaluated with the first and the last evaluation
+        assert config["eval"]["tasks"] == 4 and config["eval"]["extra_splits"] == ["valid_unseen"]
+        unseen = ["eval/valid_unseen/success" in r for r in records]
+        assert unseen == [True, False, True]
     masks = {
         arm: yaml.safe_load((root / "runs" / arm / "seed0" / "config.yaml").read_text())
         for arm in ANALYSIS_ARMS

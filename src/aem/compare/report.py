@@ -19,7 +19,7 @@ from aem.compare.figures import (
     figure_drift,
     latencies,
 )
-from aem.compare.results import RunResult, load_results
+from aem.compare.results import RunResult, evaluated_splits, load_results
 from aem.compare.settings import SweepSettings, arm_label, read_sweep_file
 from aem.compare.tables import Table1Row, markdown, table1, write_csv, write_markdown
 
@@ -55,7 +55,8 @@ def write_report(sweep_dir: str | Path) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     algos = list(settings.algos)
     files: dict[str, Path] = {}
-    rows = table1(results, algos)
+    splits = evaluated_splits(settings.env, document.get("resolved_config", {}))
+    rows = table1(results, algos, splits)
     files["table_md"] = write_markdown(rows, out / FILES["table_md"])
     files["table_csv"] = write_csv(rows, out / FILES["table_csv"])
     files["fig3"] = figure3_curves(results, algos, out / FILES["fig3"])
@@ -82,12 +83,17 @@ def _pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
 
 
+MDE_TARGET = 0.05
+"""The sweep is powered as intended when it could detect a 5-point paired effect (80% power)."""
+
+
 def _findings(rows: list[Table1Row], seeds: int) -> list[str]:
     lines = []
     for row in rows:
         if row.task_type != "overall":
             continue
-        base, aem = arm_label(row.algo, False), arm_label(row.algo, True)
+        base = f"{arm_label(row.algo, False)} on {row.split}"
+        aem = arm_label(row.algo, True)
         d = row.diff
         if d is None:
             lines.append(f"- {aem} vs {base}: no seed has both runs finished yet.")
@@ -101,7 +107,10 @@ def _findings(rows: list[Table1Row], seeds: int) -> list[str]:
         lines.append(
             f"- {aem} vs {base}: overall success {_pct(row.aem_mean)}% vs {_pct(row.base_mean)}%, "
             f"paired difference {_pct(d.mean)} pp, 95% CI [{_pct(d.low)}, {_pct(d.high)}] over "
-            f"{d.n} seeds: **{d.verdict()}**."
+            f"{d.n} seeds: **{d.verdict()}**. Minimum detectable paired effect (80% power, "
+            f"two-sided 5%): {_pct(d.mde)} pp, "
+            + ("within" if d.mde <= MDE_TARGET else "**above**")
+            + f" the {_pct(MDE_TARGET)}-point target."
         )
     if seeds < 5:
         lines.append(
@@ -178,11 +187,13 @@ def _report_text(
         "",
         "## Table 1: success rate (%)",
         "",
-        f"Final evaluation success on {evaluation.get('tasks', '?')} held-out tasks at temperature "
-        f"{evaluation.get('temperature', '?')}, per task type and overall, mean ± sample std "
-        "(n-1) over the seeds where both arms finished. Δ is the paired difference AEM - base "
-        "over those seeds in percentage points, with a 95% paired-t confidence interval; "
-        "'not significant' means the interval "
+        f"Final evaluation success on {evaluation.get('tasks', '?')} held-out tasks of each split "
+        f"at temperature {evaluation.get('temperature', '?')}, per task type and overall, mean ± "
+        "sample std (n-1) over the seeds where both arms finished. Δ is the paired difference "
+        "AEM - base over those seeds in percentage points, with a 95% paired-t confidence "
+        "interval; MDE is the smallest paired difference a two-sided 5% test over those seeds "
+        "detects with 80% power at the observed spread ((t_0.975 + t_0.8) · sd / √n, "
+        "`aem.stats.minimum_detectable_effect`); 'not significant' means the interval "
         f"contains 0. CSV (fractions, full precision): `{FILES['table_csv']}`.",
         "",
         markdown(rows),

@@ -10,7 +10,11 @@ from aem.compare.settings import RunSpec, SweepSettings
 from aem.compare.sweep import run_status
 from aem.trainer.metrics import read_metrics
 
-EVAL_PREFIX = "eval/success_"
+
+def eval_prefix(split: str | None = None) -> str:
+    """Where a run logs its evaluation of ``split``: ``eval/`` for the evaluation split (None),
+    ``eval/<split>/`` for another held-out split (``eval.extra_splits``)."""
+    return "eval/" if split is None else f"eval/{split}/"
 
 
 @dataclass(frozen=True)
@@ -41,17 +45,19 @@ class RunResult:
             None,
         )
 
-    def final_success(self) -> dict[str, float]:
-        """Final eval success: ``overall`` and one entry per task type present."""
+    def final_success(self, split: str | None = None) -> dict[str, float]:
+        """Final eval success on ``split`` (None: the evaluation split): ``overall`` and one entry
+        per task type present; empty when the run did not evaluate that split."""
         record = self.final_eval
-        if record is None:
+        prefix = eval_prefix(split)
+        if record is None or record.get(prefix + "success") is None:
             return {}
         out = {
-            key[len(EVAL_PREFIX) :]: float(value)
+            key[len(prefix + "success_") :]: float(value)
             for key, value in record.items()
-            if key.startswith(EVAL_PREFIX) and value is not None
+            if key.startswith(prefix + "success_") and value is not None
         }
-        out["overall"] = float(record["eval/success"])
+        out["overall"] = float(record[prefix + "success"])
         return out
 
     def series(self, key: str) -> dict[int, float]:
@@ -61,6 +67,16 @@ class RunResult:
             for r in self.records
             if r.get("iteration", -1) >= 0 and r.get(key) is not None
         }
+
+
+def evaluated_splits(env: str, config: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """``(name, key)`` of every held-out split a sweep's runs evaluate, the evaluation split
+    first (key None, see :func:`eval_prefix`), from the sweep's resolved ``config``."""
+    from aem.envs import spec
+
+    primary = (config.get("env") or {}).get("eval_split") or spec(env).eval_split
+    extra = (config.get("eval") or {}).get("extra_splits") or []
+    return [(primary, None), *((split, split) for split in extra if split != primary)]
 
 
 def load_results(settings: SweepSettings, sweep_dir: str | Path) -> list[RunResult]:

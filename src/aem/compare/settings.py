@@ -33,6 +33,10 @@ RESERVED_KEYS = {
 
 IGNORED_FOR_IDENTITY = ("output_dir", "seed", "trainer.threads")
 
+EVAL_TASKS = 256
+"""Held-out tasks per split a sweep evaluates unless told otherwise: one standard error of a
+run's success is then at most about 3 points (sqrt(0.25 / 256))."""
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -112,7 +116,22 @@ class SweepSettings:
     # ------------------------------------------------------------------ configs
 
     def _config(self, extra: list[str]) -> TrainConfig:
-        return load_config(self.config_file, [*self.overrides, f"env.name={self.env}", *extra])
+        overrides = [*self.defaults(), *self.overrides, f"env.name={self.env}", *extra]
+        return load_config(self.config_file, overrides)
+
+    def defaults(self) -> list[str]:
+        """What a sweep sets unless its overrides or config file do: :data:`EVAL_TASKS`
+        evaluation tasks, and every held-out split of the environment (its ``EnvSpec``'s
+        ``extra_eval_splits`` beside the evaluation split), each reported on its own."""
+        import aem.envs
+
+        given = {item.partition("=")[0] for item in self.overrides}
+        if self.config_file is not None:
+            tree = yaml.safe_load(Path(self.config_file).read_text()) or {}
+            given |= {f"eval.{key}" for key in (tree.get("eval") or {})}
+        extra = list(aem.envs.spec(self.env).extra_eval_splits)
+        wanted = {"eval.tasks": str(EVAL_TASKS), "eval.extra_splits": f"[{', '.join(extra)}]"}
+        return [f"{key}={value}" for key, value in wanted.items() if key not in given]
 
     def base_config(self) -> TrainConfig:
         """The resolved settings every run shares (before its seed, algorithm and AEM switch)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -34,6 +35,27 @@ class SweepProgress:
     finished_runs: int
     total_runs: int
     message: str
+    finished_run: str | None = None  # set once, when that run has just finished
+    elapsed_seconds: float = 0.0
+    eta_seconds: float | None = None  # None until an iteration was trained in this invocation
+
+    def run_line(self) -> str:
+        """``run k/N <name> done (elapsed ..., ETA ...)``: one line per finished run."""
+        eta = "unknown" if self.eta_seconds is None else format_duration(self.eta_seconds)
+        return (
+            f"run {self.finished_runs}/{self.total_runs} {self.finished_run} done "
+            f"(sweep elapsed {format_duration(self.elapsed_seconds)}, ETA {eta})"
+        )
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``12s``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 @dataclass
@@ -100,6 +122,8 @@ class _Tracker:
         self.done = {spec.name: 0 for spec in runs}
         self.finished: set[str] = set()
         self.total = sum(spec.iterations for spec in runs)
+        self.started = time.monotonic()
+        self.done_before: int | None = None  # iterations done when training began
 
     def refresh(self, spec: RunSpec) -> None:
         done = completed_iterations(spec.run_dir(self.sweep_dir))
@@ -109,17 +133,34 @@ class _Tracker:
         self.done[spec.name] = spec.iterations
         self.finished.add(spec.name)
 
-    def report(self, message: str) -> None:
-        if self.on_progress is not None:
-            self.on_progress(
-                SweepProgress(
-                    sum(self.done.values()),
-                    self.total,
-                    len(self.finished),
-                    len(self.runs),
-                    message,
-                )
+    def start_training(self) -> None:
+        """From now on, time counts towards the ETA (reused runs and their iterations do not)."""
+        self.started = time.monotonic()
+        self.done_before = sum(self.done.values())
+
+    def report(self, message: str, finished_run: str | None = None) -> None:
+        if self.on_progress is None:
+            return
+        done = sum(self.done.values())
+        elapsed = time.monotonic() - self.started
+        trained = 0 if self.done_before is None else done - self.done_before
+        eta = elapsed / trained * (self.total - done) if trained > 0 else None
+        self.on_progress(
+            SweepProgress(
+                done,
+                self.total,
+                len(self.finished),
+                len(self.runs),
+                message,
+                finished_run,
+                elapsed,
+                eta,
             )
+        )
+
+    def run_finished(self, spec: RunSpec) -> None:
+        self.finish(spec)
+        self.report(f"{spec.name} finished", finished_run=spec.name)
 
 
 def run_sweep(
@@ -152,6 +193,7 @@ def run_sweep(
                 tracker.refresh(spec)
             pending.append((spec, status))
     tracker.report(f"{len(result.reused)} finished run(s) reused")
+    tracker.start_training()
     seeds = sorted(
         {spec.seed for spec, _ in pending if not init_dir(sweep_dir, spec.seed).is_dir()}
     )
@@ -198,8 +240,7 @@ def _run_here(
         if stopped:
             raise KeyboardInterrupt(f"stopped during {spec.name} (checkpointed)")
         _record(result, spec, status)
-        tracker.finish(spec)
-        tracker.report(f"{spec.name} finished")
+        tracker.run_finished(spec)
 
 
 def _run_pool(
@@ -247,7 +288,7 @@ def _run_pool(
                 if future.result():
                     raise KeyboardInterrupt(f"stopped during {spec.name} (checkpointed)")
                 _record(result, spec, status)
-                tracker.finish(spec)
+                tracker.run_finished(spec)
             running = [futures[f][0] for f in remaining]
             for spec in running:
                 tracker.refresh(spec)

@@ -1,10 +1,12 @@
-"""Table 1: final eval success per task type and overall, base vs base+AEM, mean ± std over
-the seeds where both finished, and the paired difference (AEM - base) with its 95% t interval."""
+"""Table 1: final eval success per held-out split, task type and overall, base vs base+AEM, mean
+± std over the seeds where both finished, and the paired difference (AEM - base) with its 95% t
+interval and the minimum effect the seeds could detect (80% power)."""
 
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from aem.compare.settings import arm_label
 from aem.stats import PairedDifference, mean_std, paired_difference
 
 CSV_COLUMNS = (
+    "split",
     "algo",
     "task_type",
     "n_seeds",
@@ -23,6 +26,7 @@ CSV_COLUMNS = (
     "diff_mean",
     "diff_ci_low",
     "diff_ci_high",
+    "diff_mde",
     "significant",
     "verdict",
 )
@@ -30,8 +34,10 @@ CSV_COLUMNS = (
 
 @dataclass(frozen=True)
 class Table1Row:
-    """One algorithm x task type over the seeds where both arms finished; fractions in [0, 1]."""
+    """One split x algorithm x task type over the seeds where both arms finished; fractions in
+    [0, 1]."""
 
+    split: str
     algo: str
     task_type: str
     n_seeds: int
@@ -46,36 +52,44 @@ def _summary(values: list[float]) -> tuple[float, float]:
     return mean_std(values) if values else (math.nan, math.nan)
 
 
-def table1(results: list[RunResult], algos: list[str] | tuple[str, ...]) -> list[Table1Row]:
-    """Rows for each algorithm: task types in alphabetical order, then ``overall``.
+def table1(
+    results: list[RunResult],
+    algos: Sequence[str],
+    splits: Sequence[tuple[str, str | None]] = (("eval", None),),
+) -> list[Table1Row]:
+    """Rows for each split (``(name, key)`` as :func:`~aem.compare.results.evaluated_splits`
+    gives) and algorithm: task types in alphabetical order, then ``overall``.
 
     Only seeds where both base and base+AEM finished count (so the difference of the means is
     the mean paired difference); unfinished runs are left out."""
     rows = []
-    for algo in algos:
-        finals = {
-            aem: {
-                r.spec.seed: r.final_success()
-                for r in results
-                if not r.spec.analysis and r.spec.algo == algo and r.spec.aem == aem and r.finished
+    for split, key in splits:
+        for algo in algos:
+            finals = {
+                aem: {
+                    r.spec.seed: r.final_success(key)
+                    for r in results
+                    if not r.spec.analysis
+                    and r.spec.algo == algo
+                    and r.spec.aem == aem
+                    and r.finished
+                }
+                for aem in (False, True)
             }
-            for aem in (False, True)
-        }
-        types = sorted(
-            {t for arm in finals.values() for s in arm.values() for t in s} - {"overall"}
-        )
-        for task_type in [*types, "overall"]:
-            seeds = sorted(
-                seed
-                for seed in set(finals[False]) & set(finals[True])
-                if task_type in finals[False][seed] and task_type in finals[True][seed]
+            types = sorted(
+                {t for arm in finals.values() for s in arm.values() for t in s} - {"overall"}
             )
-            base = [finals[False][seed][task_type] for seed in seeds]
-            aem = [finals[True][seed][task_type] for seed in seeds]
-            diff = paired_difference(aem, base) if seeds else None
-            rows.append(
-                Table1Row(algo, task_type, len(seeds), *_summary(base), *_summary(aem), diff)
-            )
+            for task_type in [*types, "overall"]:
+                seeds = sorted(
+                    seed
+                    for seed in set(finals[False]) & set(finals[True])
+                    if task_type in finals[False][seed] and task_type in finals[True][seed]
+                )
+                base = [finals[False][seed][task_type] for seed in seeds]
+                aem = [finals[True][seed][task_type] for seed in seeds]
+                diff = paired_difference(aem, base) if seeds else None
+                summaries = (*_summary(base), *_summary(aem))
+                rows.append(Table1Row(split, algo, task_type, len(seeds), *summaries, diff))
     return rows
 
 
@@ -93,6 +107,7 @@ def write_csv(rows: list[Table1Row], path: str | Path) -> Path:
             d = row.diff
             writer.writerow(
                 [
+                    row.split,
                     row.algo,
                     row.task_type,
                     row.n_seeds,
@@ -103,6 +118,7 @@ def write_csv(rows: list[Table1Row], path: str | Path) -> Path:
                     _csv_number(d.mean) if d else "",
                     _csv_number(d.low) if d else "",
                     _csv_number(d.high) if d else "",
+                    _csv_number(d.mde) if d else "",
                     str(d.significant).lower() if d else "",
                     d.verdict() if d else "no paired seeds",
                 ]
@@ -128,18 +144,21 @@ def _diff_cell(diff: PairedDifference | None) -> str:
 
 
 def markdown(rows: list[Table1Row]) -> str:
-    """One Markdown table; success in percent, mean ± sample std over seeds."""
+    """One Markdown table; success in percent, mean ± sample std over seeds; MDE = the smallest
+    paired difference the seeds detect with 80% power at the observed spread."""
     lines = [
-        "| algorithm | task type | seeds | base | base+AEM | Δ AEM - base, pp [95% CI] | reading |",
-        "|---|---|---|---|---|---|---|",
+        "| split | algorithm | task type | seeds | base | base+AEM "
+        "| Δ AEM - base, pp [95% CI] | MDE, pp | reading |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         d = row.diff
         lines.append(
-            f"| {arm_label(row.algo, False)} | {row.task_type} | {row.n_seeds} "
+            f"| {row.split} | {arm_label(row.algo, False)} | {row.task_type} | {row.n_seeds} "
             f"| {_mean_std_cell(row.base_mean, row.base_std)} "
             f"| {_mean_std_cell(row.aem_mean, row.aem_std)} "
-            f"| {_diff_cell(d)} | {d.verdict() if d else 'no paired seeds'} |"
+            f"| {_diff_cell(d)} | {_pct(d.mde) if d else 'n/a'} "
+            f"| {d.verdict() if d else 'no paired seeds'} |"
         )
     return "\n".join(lines) + "\n"
 
