@@ -49,7 +49,8 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = Path(config.output_dir)
         _check_output_dir(run_dir)
     algo = config.algorithm.resolved()
-    label = f"{algo.name}{'+AEM' if config.aem.enabled else ''}"
+    modulation = config.modulation_name()
+    label = algo.name if modulation == "none" else f"{algo.name}+{modulation.upper()}"
     console.print(f"[bold]aem train[/bold] {label} on {config.env.name} -> {run_dir}")
     trainer = Trainer(config, run_dir, resume=bool(args.resume))
     with _progress_bar(console, ("status",)) as progress:
@@ -125,6 +126,7 @@ def _compare(args: argparse.Namespace) -> int:
         analysis_iterations=0 if args.no_analysis else args.analysis_iterations,
         overrides=tuple(args.overrides),
         config_file=args.config,
+        modulations=tuple(m.strip() for m in args.modulations.split(",") if m.strip()),
     )
     sweep_dir = Path(args.out or f"runs/compare-{settings.env}")
     console.print(f"[bold]{settings.command(sweep_dir)}[/bold]")
@@ -269,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_eval)
     compare = sub.add_parser(
         "compare", help="every algorithm with and without AEM over seeds, and the paper's report"
+    )
+    compare.add_argument(
+        "--modulations",
+        default="aem",
+        help="comma-separated modulations each algorithm also runs with, beside the base "
+        "(aem; e.g. aem,empg)",
     )
     compare.add_argument("--env", default="household", help="environment name (aem envs)")
     compare.add_argument(

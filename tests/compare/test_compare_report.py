@@ -21,6 +21,7 @@ T_80 = {1: 1.3764, 2: 1.0607}
 TYPES = ("clean", "cool")
 ITERATIONS = 3
 UNFINISHED = "dapo+aem/seed2"
+MODULATIONS = ("aem", "empg")
 SPLITS = {"valid_seen": "eval/", "valid_unseen": "eval/valid_unseen/"}  # household's, by prefix
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -38,6 +39,8 @@ def _fake_run(run_dir: Path, rng: random.Random, start: float, iterations: int, 
             "entropy/response_mean": rng.uniform(1, 3),
             "rollout/success": rng.random(),
             "drift/total": rng.gauss(0, 1),
+            "drift/same_batch_measured": rng.gauss(0, 0.1),
+            "drift/same_batch_token_prediction": rng.gauss(0, 1),
             **times,
         }
         if it > 0:
@@ -58,7 +61,12 @@ def _fake_run(run_dir: Path, rng: random.Random, start: float, iterations: int, 
 def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("fake_sweep")
     settings = SweepSettings(
-        "household", ("grpo", "dapo"), 3, 2, (f"trainer.iterations={ITERATIONS}",)
+        "household",
+        ("grpo", "dapo"),
+        3,
+        2,
+        (f"trainer.iterations={ITERATIONS}",),
+        modulations=MODULATIONS,
     )
     write_sweep_file(settings, root)
     rng = random.Random(7)
@@ -78,21 +86,21 @@ def _final(root: Path, arm: str, seed: int) -> dict | None:
     return [json.loads(line) for line in lines][-1]
 
 
-def _reference(root: Path, split: str, algo: str, task: str) -> dict:
+def _reference(root: Path, split: str, algo: str, modulation: str, task: str) -> dict:
     prefix = SPLITS[split]
     key = f"{prefix}success" if task == "overall" else f"{prefix}success_{task}"
     arms = {}
-    for aem in (False, True):
-        arm = f"{algo}+aem" if aem else algo
-        arms[aem] = {}
+    for modulated in (False, True):
+        arm = f"{algo}+{modulation}" if modulated else algo
+        arms[modulated] = {}
         for seed in range(3):
             final = _final(root, arm, seed)
             if final is not None:
-                arms[aem][seed] = final[key]
+                arms[modulated][seed] = final[key]
     paired = sorted(set(arms[True]) & set(arms[False]))
     out = {}
-    for aem, name in ((False, "base"), (True, "aem")):
-        values = [arms[aem][s] for s in paired]
+    for modulated, name in ((False, "base"), (True, "arm")):
+        values = [arms[modulated][s] for s in paired]
         mean = sum(values) / len(values)
         out[f"{name}_mean"] = mean
         out[f"{name}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
@@ -111,14 +119,15 @@ def test_csv_numbers_equal_naive_recomputation_from_metrics(sweep):
     root, _, report = sweep
     with report.files["table_csv"].open() as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["split"], r["algo"], r["task_type"]) for r in rows] == [
-        (split, algo, task)
+    assert [(r["split"], r["algo"], r["modulation"], r["task_type"]) for r in rows] == [
+        (split, algo, modulation, task)
         for split in SPLITS
         for algo in ("grpo", "dapo")
+        for modulation in MODULATIONS
         for task in (*TYPES, "overall")
     ]
     for row in rows:
-        expected = _reference(root, row["split"], row["algo"], row["task_type"])
+        expected = _reference(root, row["split"], row["algo"], row["modulation"], row["task_type"])
         assert int(row["n_seeds"]) == expected.pop("n_seeds")
         for key, value in expected.items():
             assert float(row[key]) == pytest.approx(value, abs=1e-3 * max(1, abs(value))), key
@@ -126,9 +135,11 @@ def test_csv_numbers_equal_naive_recomputation_from_metrics(sweep):
         assert row["significant"] == str(not contains_zero).lower()
         assert (row["verdict"] == "not significant") == contains_zero
         assert float(row["diff_mean"]) == pytest.approx(
-            float(row["aem_mean"]) - float(row["base_mean"]), abs=1e-12
+            float(row["arm_mean"]) - float(row["base_mean"]), abs=1e-12
         )
-    assert {r["n_seeds"] for r in rows if r["algo"] == "dapo"} == {"2"}  # seed 2 unpaired
+    dapo_aem = {r["n_seeds"] for r in rows if r["algo"] == "dapo" and r["modulation"] == "aem"}
+    assert dapo_aem == {"2"}  # seed 2 unpaired
+    assert {r["n_seeds"] for r in rows if r["modulation"] == "empg"} == {"3"}
     assert {r["n_seeds"] for r in rows if r["algo"] == "grpo"} == {"3"}
 
 
@@ -144,10 +155,11 @@ def test_markdown_table_parses_and_matches_csv(sweep):
         reference = list(csv.DictReader(handle))
     assert len(rows) == len(reference)
     for cells, ref in zip(rows, reference, strict=True):
-        split, algo, task, seeds, base, aem, diff, mde, reading = cells
+        split, algo, arm_label, task, seeds, base, modulated, diff, mde, reading = cells
         assert (split, algo.lower(), task) == (ref["split"], ref["algo"], ref["task_type"])
+        assert arm_label == f"{ref['algo']}+{ref['modulation']}".upper()
         assert float(mde) == pytest.approx(100 * float(ref["diff_mde"]), abs=0.051)
-        for cell, arm in ((base, "base"), (aem, "aem")):
+        for cell, arm in ((base, "base"), (modulated, "arm")):
             mean, std = (float(x) for x in cell.split("±"))
             assert mean == pytest.approx(100 * float(ref[f"{arm}_mean"]), abs=0.051)
             assert std == pytest.approx(100 * float(ref[f"{arm}_std"]), abs=0.051)
@@ -172,7 +184,9 @@ def test_report_ties_everything_together(sweep):
     root, settings, report = sweep
     text = report.files["report"].read_text()
     assert settings.command(root.resolve()) in text
-    assert text.count("Minimum detectable paired effect (80% power") == 2 * len(settings.algos)
+    rows_per_split = len(settings.algos) * len(MODULATIONS)
+    assert text.count("Minimum detectable paired effect (80% power") == 2 * rows_per_split
+    assert "GRPO+EMPG vs GRPO on valid_seen" in text
     assert "GRPO on valid_unseen" in text and "GRPO on valid_seen" in text
     resolved = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
     assert resolved["trainer"]["iterations"] == 3 and resolved["env"]["name"] == "household"
@@ -205,15 +219,29 @@ def test_starting_policies_shared_within_seed_are_reported(sweep):
     assert "identical within every seed" in report.files["report"].read_text()
 
 
-def test_drift_agreement_in_report_equals_recomputation(sweep):
+@pytest.mark.parametrize(
+    ("prediction", "predicted_key", "measured_key"),
+    [
+        ("next batch, AEM proxy", "drift/predicted_previous", "drift/measured_change"),
+        (
+            "same batch, token-level",
+            "drift/same_batch_token_prediction",
+            "drift/same_batch_measured",
+        ),
+        ("same batch, AEM proxy", "drift/total", "drift/same_batch_measured"),
+    ],
+)
+def test_drift_agreement_in_report_equals_recomputation(
+    sweep, prediction, predicted_key, measured_key
+):
     root, _, report = sweep
     predicted, measured = [], []
     for seed in range(3):
-        lines = (root / "runs" / "dapo" / f"seed{seed}" / "metrics.jsonl").read_text()
+        lines = (root / "runs" / "dapo+empg" / f"seed{seed}" / "metrics.jsonl").read_text()
         for record in map(json.loads, lines.splitlines()):
-            if "drift/predicted_previous" in record:
-                predicted.append(record["drift/predicted_previous"])
-                measured.append(record["drift/measured_change"])
+            if predicted_key in record and measured_key in record:
+                predicted.append(record[predicted_key])
+                measured.append(record[measured_key])
     n = len(predicted)
     mx, my = sum(predicted) / n, sum(measured) / n
     sxy = sum((x - mx) * (y - my) for x, y in zip(predicted, measured, strict=True))
@@ -223,8 +251,8 @@ def test_drift_agreement_in_report_equals_recomputation(sweep):
     row = next(
         line.split("|")
         for line in report.files["report"].read_text().split("| Pearson r |")[1].splitlines()
-        if line.startswith("| DAPO |")
+        if line.startswith(f"| DAPO+EMPG | {prediction} |")
     )
-    assert int(row[2]) == n
-    assert float(row[3]) == pytest.approx(sxy / math.sqrt(sxx * syy), abs=0.006)
-    assert float(row[4].strip().rstrip("%")) == pytest.approx(100 * same, abs=0.6)
+    assert int(row[3]) == n
+    assert float(row[4]) == pytest.approx(sxy / math.sqrt(sxx * syy), abs=0.006)
+    assert float(row[5].strip().rstrip("%")) == pytest.approx(100 * same, abs=0.06)

@@ -104,7 +104,7 @@ def test_table_numbers_equal_means_recomputed_from_metrics(sweep):
         key = (
             "eval/success" if row["task_type"] == "overall" else f"eval/success_{row['task_type']}"
         )
-        for arm, column in (("grpo", "base_mean"), ("grpo+aem", "aem_mean")):
+        for arm, column in (("grpo", "base_mean"), ("grpo+aem", "arm_mean")):
             finals = []
             for seed in (0, 1):
                 lines = (root / "runs" / arm / f"seed{seed}" / "metrics.jsonl").read_text()
@@ -185,6 +185,10 @@ def test_interrupted_sweep_continues_and_resumes_the_cut_run(tmp_path):
         (["--env", "moon"], "--env must be one of"),
         (["seed=3"], "use --seeds"),
         (["aem.enabled=false"], "sets 'aem.enabled' itself"),
+        (["modulation=empg"], "sets 'modulation' itself; use --modulations"),
+        (["--modulations", "aem,gigpo"], "--modulations must name one or more of ['aem', 'empg']"),
+        (["--modulations", "none"], "got ['none']"),
+        (["--modulations", "aem,aem"], "names one twice"),
     ],
 )
 def test_bad_arguments_give_clear_errors(tmp_path, capsys, argv, message):
@@ -196,3 +200,22 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys, argv, message):
 def test_report_only_on_a_plain_directory_is_an_error(tmp_path, capsys):
     assert main(["compare", "--report-only", str(tmp_path)]) == 2
     assert "not a sweep directory" in capsys.readouterr().err
+
+
+def test_modulation_arms_and_their_run_settings(tmp_path):
+    """--modulations aem,empg: base, +AEM and +EMPG per algorithm and seed; AEM and the base keep
+    the aem.enabled switch of sweeps made before --modulations (their runs stay reusable)."""
+    settings = SweepSettings("household", ("grpo",), 2, 0, modulations=("aem", "empg"))
+    assert [spec.name for spec in settings.runs()] == [
+        f"{arm}/seed{seed}" for seed in (0, 1) for arm in ("grpo", "grpo+aem", "grpo+empg")
+    ]
+    names = {spec.modulation: settings.run_config(spec, tmp_path) for spec in settings.runs()}
+    assert {name: config.modulation_name() for name, config in names.items()} == {
+        "none": "none",
+        "aem": "aem",
+        "empg": "empg",
+    }
+    assert "--modulations aem,empg" in settings.command(tmp_path)
+    assert SweepSettings.from_dict(settings.to_dict()) == settings
+    default = SweepSettings("household", ("grpo",), 2, 0)
+    assert "modulations" not in default.identity() and "--modulations" not in default.command()

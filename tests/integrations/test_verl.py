@@ -39,7 +39,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.dataset.rl_dataset import collate_fn
 
 import aem
-from aem.algorithms import spans_from_mask
+from aem.algorithms import empg_modulate, spans_from_mask
 from aem.integrations.verl import (
     AEMConfig,
     apply_aem,
@@ -366,6 +366,36 @@ def test_multi_turn_rows_get_one_weight_per_turn(seed: int) -> None:
     assert torch.equal(data.batch["advantages"][off], base[off])
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_empg_treats_each_row_as_one_trajectory_of_turns(seed: int) -> None:
+    """``modulation="empg"``: EMPG over the batch, each row one trajectory whose mask runs are
+    its steps in order (turn numbers counted here by a plain loop over the rows)."""
+    data = grpo(multi_turn_rows(seed))
+    base = data.batch["advantages"].clone()
+    entropy, mask = data.batch["entropy"], data.batch["response_mask"]
+    spans = spans_from_mask(mask)
+    turns, seen = [], {}
+    for row in spans.span_row.tolist():
+        turns.append(seen.get(row, 0))
+        seen[row] = turns[-1] + 1
+    config = AEMConfig(enable=True, modulation="empg", empg_k=1.5, empg_zeta=0.2)
+    metrics = apply_aem(data, config)
+    expected = empg_modulate(
+        base,
+        entropy,
+        mask,
+        dense_group_ids(data.non_tensor_batch["uid"])[spans.span_row],
+        spans.span_index,
+        trajectory_index=spans.span_row,
+        turn_index=torch.tensor(turns),
+        k=1.5,
+        zeta=0.2,
+    )
+    assert torch.equal(data.batch["advantages"], expected.advantages)
+    assert metrics["empg/next_step_frac"] > 0
+    assert not torch.equal(data.batch["advantages"], base)
+
+
 def test_per_turn_weights_can_invert_per_row_weights() -> None:
     """The issue's example: three rows of two turns in one group, turn entropies 0.1 / 2.0,
     1.0 / 1.0, 0.5 / 0.5, advantage 1. Per row, the turn with the lowest entropy of the group
@@ -423,6 +453,8 @@ def test_rows_with_one_contiguous_response_are_unchanged_by_the_span_option() ->
         ({"enable": True, "eps": float("nan")}, "algorithm.aem.eps"),
         ({"enable": True, "temprature": 1.0}, "temprature"),
         ({"enable": True, "span": "episode"}, "algorithm.aem.span"),
+        ({"enable": True, "modulation": "gigpo"}, "algorithm.aem.modulation"),
+        ({"enable": True, "empg_zeta": -0.1}, "algorithm.aem.empg_zeta"),
     ],
 )
 def test_bad_aem_config_names_the_field(section: dict[str, Any], field: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aem.algorithms.modulation import ModulationConfig
 from aem.trainer.config import PRESETS, ConfigError, load_config, parse_overrides
 
 
@@ -70,7 +71,8 @@ def test_parse_overrides_values():
         (["algorithm.agg_mode=mean"], "algorithm.agg_mode.*'seq-mean-token-mean'"),
         (["algorithm.kl_kind=k4"], r"algorithm.kl_kind.*'low_var_kl\+'"),
         (["algorithm.grpo_stats=episode"], "algorithm.grpo_stats.*'trajectory', 'turn'"),
-        (["modulation=empg"], r"modulation.*\['aem', 'none'\].*got 'empg'"),
+        (["modulation=foo"], r"modulation.*\['aem', 'empg', 'none'\].*got 'foo'"),
+        (["empg.zeta=-1"], "empg.zeta"),
         (["modulation=aem", "aem.enabled=false"], "modulation=aem contradicts aem.enabled"),
         (["analysis.mask_quadrant=up"], "analysis.mask_quadrant.*'decreasing'"),
         (["env.name=nowhere"], r"env.name.*\['alfworld', .*'household'.*got 'nowhere'"),
@@ -98,6 +100,9 @@ def test_modulation_follows_aem_enabled_unless_set():
     assert load_config(overrides=["aem.enabled=false"]).modulation_name() == "none"
     assert load_config(overrides=["modulation=none"]).modulation_name() == "none"
     assert load_config(overrides=["modulation=aem"]).modulation_name() == "aem"
+    empg = load_config(overrides=["modulation=empg", "empg.zeta=0.05", "empg.k=2"])
+    assert empg.modulation_name() == "empg"
+    assert empg.modulation_config() == ModulationConfig(empg_k=2.0, empg_zeta=0.05)
 
 
 @pytest.fixture

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from aem.algorithms.advantages import AdvantageConfig, AdvantageInputs, compute_advantages
+from aem.algorithms.empg import empg_modulate
 from aem.algorithms.modulation import ModulationConfig, aem_coefficients, response_entropy
 from aem.batch import SpanBatch
 from aem.policy.runner import PolicyRunner
 from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.trainer import phases
-from aem.trainer.config import AlgorithmConfig
+from aem.trainer.config import AlgorithmConfig, OptimConfig
 
 # two tasks x two trajectories; trajectory 0 has two turns
 TRAJ = [0, 0, 1, 2, 3]
@@ -144,3 +145,57 @@ def test_the_algorithm_knobs_reach_the_estimators() -> None:
     assert config.gae_whiten is False and config.epsilon == 0.1
     loss = phases.policy_loss_config(AlgorithmConfig(name="grpo", norm_length=16.0).resolved())
     assert loss.norm_length == 16.0
+
+
+def test_empg_modulation_is_empg_modulate_over_the_batch() -> None:
+    batch = hand_batch()
+    mask = batch.span_mask()
+    batch["entropy"] = torch.where(mask, torch.arange(5.0)[:, None] + 0.5, 0.0)
+    phases.advantages(batch, AlgorithmConfig(name="grpo").resolved(), 4)
+    base = batch["advantages"].clone()
+    config = ModulationConfig(empg_k=2.0, empg_k_future=0.5, empg_zeta=0.3)
+    stats = phases.modulate(batch, "empg", config)
+    expected = empg_modulate(
+        base, batch["entropy"], mask, torch.tensor(GROUP),
+        trajectory_index=torch.tensor(TRAJ), turn_index=torch.tensor([0, 1, 0, 0, 0]),
+        k=2.0, k_future=0.5, zeta=0.3,
+    )  # fmt: skip
+    assert torch.equal(batch["advantages"], expected.advantages)
+    assert torch.equal(batch["weight"], expected.weights)
+    assert stats["empg/next_step_frac"] == pytest.approx(0.2)  # only trajectory 0 has turn 1
+    assert not torch.equal(batch["advantages"], base)
+
+
+def greedy_batch(policy: PolicyRunner, length: int = 3) -> SpanBatch:
+    """Each prompt continued by the policy's own most likely tokens (surprisal < entropy)."""
+    responses = []
+    for prompt in PROMPTS:
+        ids = list(prompt)
+        with torch.no_grad():
+            for _ in range(length):
+                ids.append(int(policy.model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
+        responses.append(ids[len(prompt) :])
+    batch = hand_batch()
+    return SpanBatch.from_turns(PROMPTS, responses, TRAJ, "turn", pad_id=0, spans=dict(batch.spans))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_same_batch_drift_has_the_sign_of_the_theorem(sign: float) -> None:
+    """Raising (lowering) the probability of each context's most likely token lowers (raises)
+    the entropy there: the token-level prediction and the measured change share that sign."""
+    tokenizer = build_tokenizer(["take apple 1 from fridge 2", "go to cabinet 3"] * 20, 300)
+    model = build_tiny_model(
+        tokenizer, hidden_size=32, layers=1, heads=2, kv_heads=1, intermediate=64, seed=1
+    )
+    policy = PolicyRunner(model, temperature=1.0)
+    batch = greedy_batch(policy)
+    phases.score(batch, policy)
+    mask = batch.span_mask()
+    batch["advantages"] = sign * mask.float()
+    batch["loss_mask"] = mask
+    optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.05)
+    algo = AlgorithmConfig(name="grpo", kl_coef=0.0).resolved()
+    phases.update_policy(batch, policy, optimizer, algo, OptimConfig(), torch.Generator())
+    record = phases.same_batch_drift(batch, policy)
+    assert sign * record["drift/same_batch_token_prediction"] < 0
+    assert sign * record["drift/same_batch_measured"] < 0

@@ -43,23 +43,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from aem.algorithms.advantages import AdvantageInputs
 from aem.algorithms.modulation import (
-    _response_entropy_and_counts,
-    _span_sums,
-    _stat_mask,
-    dense_groups,
+    Modulation,
+    ModulationConfig,
+    per_token,
+    register_modulation,
+    span_view,
 )
-from aem.checks import (
-    bool_mask,
-    compute_dtype,
-    require_finite,
-    require_integer,
-    require_ndim,
-    require_non_negative,
-    require_nonempty,
-    require_shape,
-    require_tensor,
-)
+from aem.checks import require_integer, require_non_negative, require_shape, require_tensor
 
 __all__ = ["EMPGModulation", "empg_modulate", "empg_modulate_advantages"]
 
@@ -132,32 +124,17 @@ def empg_modulate(
             ``trajectory_index``/``turn_index`` with ``zeta > 0``, a turn repeated within a
             trajectory, or a trajectory spread over several groups or batches.
     """
-    require_tensor("advantages", advantages)
-    require_ndim("advantages", advantages, 2)
-    require_nonempty("advantages", advantages)
-    require_tensor("token_entropy", token_entropy)
-    require_shape("token_entropy", token_entropy, advantages.shape)
-    mask = bool_mask("response_mask", response_mask, advantages.shape)
-    require_tensor("group_index", group_index)
-    require_ndim("group_index", group_index, 1)
     for name, value in (("k", k), ("k_future", k_future), ("zeta", zeta), ("eps", eps)):
         require_non_negative(name, value)
-    num_spans = int(group_index.shape[0])
 
     with torch.no_grad():
-        entropy, counts = _response_entropy_and_counts(token_entropy, mask, span_index, num_spans)
-        has_tokens = counts > 0
-        stat = _stat_mask(stat_mask, entropy.shape)
-        counted = has_tokens if stat is None else has_tokens & stat
-        group, _ = dense_groups(group_index, entropy.shape)
+        view = span_view(
+            advantages, token_entropy, response_mask, group_index, span_index, stat_mask
+        )
+        entropy, has_tokens, counted = view.entropy, view.has_tokens, view.counted
+        group = view.group
         batch, num_batches = _batch_ids(batch_index, entropy.shape, group.device)
-
-        compute = compute_dtype(advantages.dtype)
-        base = advantages.detach().to(compute)
-        advantage_sums, _ = _span_sums(base, mask, span_index, num_spans)
-        if not bool(torch.isfinite(advantage_sums).all()):
-            require_finite("advantages", advantages, where=mask)
-        span_advantage = advantage_sums / counts.clamp(min=1).to(compute)
+        span_advantage = view.advantage_sums / view.counts.clamp(min=1).to(view.base.dtype)
 
         normalised = _batch_min_max(entropy, batch, num_batches, counted, eps)  # Eq. 12
         unscaled = torch.exp(-k * normalised)
@@ -181,16 +158,15 @@ def empg_modulate(
         shift_per_batch = _batch_mean(span_modulated, batch, num_batches, counted)  # Eq. 7
         shift = torch.where(has_tokens, shift_per_batch[batch], 0.0)
 
-        if span_index is None:
-            token_scale, token_offset = scale[:, None], (bonus - shift)[:, None]
-        else:
-            where = span_index.clamp(min=0)
-            token_scale, token_offset = scale[where], (bonus - shift)[where]
-        final = torch.where(mask, base * token_scale + token_offset, base).to(advantages.dtype)
+        token_scale, token_offset = (
+            per_token(scale, span_index),
+            per_token(bonus - shift, span_index),
+        )
+        final = torch.where(view.mask, view.base * token_scale + token_offset, view.base)
         stats = _empg_stats(
             scale, bonus, has_next, shift_per_batch, entropy, counted, batch_counted
         )
-    return EMPGModulation(final, entropy, scale, bonus, shift, stats)
+    return EMPGModulation(final.to(advantages.dtype), entropy, scale, bonus, shift, stats)
 
 
 def _batch_ids(batch_index: Tensor | None, shape: torch.Size, device: torch.device):
@@ -317,3 +293,24 @@ def _empg_stats(
         "empg/shift_mean": shift_per_batch[used_batches].mean() if any_counted else nan,
         "empg/entropy_mean": entropy[counted].mean() if any_counted else nan,
     }
+
+
+@register_modulation("empg")
+def empg_modulation(
+    advantages: Tensor, token_entropy: Tensor, spans: AdvantageInputs, config: ModulationConfig
+) -> Modulation:
+    """EMPG (Eq. 7-12) over the whole batch, the next step taken within each trajectory by turn:
+    :func:`empg_modulate` with ``config.empg_k``, ``empg_k_future``, ``empg_zeta``. The result's
+    ``weights`` are the scales g (Eq. 10); the bonus and the zero-mean shift are additive."""
+    result = empg_modulate(
+        advantages,
+        token_entropy,
+        spans.response_mask,
+        spans.group_id,
+        trajectory_index=spans.traj_id,
+        turn_index=spans.turn,
+        k=config.empg_k,
+        k_future=config.empg_k_future,
+        zeta=config.empg_zeta,
+    )
+    return Modulation(result.advantages, result.span_entropy, result.weights, result.stats)

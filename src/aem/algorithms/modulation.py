@@ -167,14 +167,10 @@ def aem_coefficients(
     require_nonempty("span_entropy", span_entropy)
     entropy = span_entropy.detach().to(compute_dtype(span_entropy.dtype))
     require_finite("span_entropy", entropy)
-    in_stats = _stat_mask(stat_mask, entropy.shape)
+    in_stats = None if stat_mask is None else bool_mask("stat_mask", stat_mask, entropy.shape)
     group, num_groups = dense_groups(group_index, entropy.shape)
     weights, _ = _coefficients(entropy, group, num_groups, temperature, eps, in_stats)
     return weights
-
-
-def _stat_mask(stat_mask: Tensor | None, shape: torch.Size) -> Tensor | None:
-    return None if stat_mask is None else bool_mask("stat_mask", stat_mask, shape)
 
 
 def dense_groups(group_index: Tensor, shape: torch.Size) -> tuple[Tensor, int]:
@@ -331,6 +327,46 @@ def modulate(
 ) -> Modulation:
     """:func:`modulate_advantages` that also returns the span entropies and weights it computed
     (a trainer that logs them or predicts the entropy drift needs no second pass)."""
+    with torch.no_grad():
+        view = span_view(
+            advantages, token_entropy, response_mask, group_index, span_index, stat_mask
+        )
+        weights, degenerate = _coefficients(
+            view.entropy, view.group, view.num_groups, temperature, eps, view.counted
+        )
+        weights = torch.where(view.has_tokens, weights, 1.0)
+        token_weight = per_token(weights, span_index)
+        modulated = torch.where(view.mask, view.base * token_weight, view.base)
+        stats = _modulation_stats(
+            weights, view.entropy, view.advantage_sums, view.counted, degenerate
+        )
+    return Modulation(modulated.to(advantages.dtype), view.entropy, weights, stats)
+
+
+class SpanView(NamedTuple):
+    """The checked per-span view every modulation starts from (:func:`span_view`)."""
+
+    mask: Tensor  # [B, T] bool response tokens
+    base: Tensor  # [B, T] detached advantages in the compute dtype
+    entropy: Tensor  # [S] response entropy h (Eq. 13)
+    counts: Tensor  # [S] response tokens per span
+    has_tokens: Tensor  # [S] bool: the span has a response token
+    counted: Tensor  # [S] bool: has tokens and is in stat_mask (enters the statistics)
+    group: Tensor  # [S] dense group ids
+    num_groups: int
+    advantage_sums: Tensor  # [S] sum of the base advantage over the span's tokens
+
+
+def span_view(
+    advantages: Tensor,
+    token_entropy: Tensor,
+    response_mask: Tensor,
+    group_index: Tensor,
+    span_index: Tensor | None,
+    stat_mask: Tensor | None,
+) -> SpanView:
+    """Check a modulation's inputs (ValueError naming the argument) and compute per span its
+    entropy, token count, group and advantage sum; call under ``torch.no_grad()``."""
     require_tensor("advantages", advantages)
     require_ndim("advantages", advantages, 2)
     require_nonempty("advantages", advantages)
@@ -340,26 +376,24 @@ def modulate(
     require_tensor("group_index", group_index)
     require_ndim("group_index", group_index, 1)
     num_spans = int(group_index.shape[0])
+    entropy, counts = _response_entropy_and_counts(token_entropy, mask, span_index, num_spans)
+    has_tokens = counts > 0
+    stat = None if stat_mask is None else bool_mask("stat_mask", stat_mask, entropy.shape)
+    counted = has_tokens if stat is None else has_tokens & stat
+    group, num_groups = dense_groups(group_index, entropy.shape)
+    base = advantages.detach().to(compute_dtype(advantages.dtype))
+    advantage_sums, _ = _span_sums(base, mask, span_index, num_spans)
+    if not bool(torch.isfinite(advantage_sums).all()):
+        require_finite("advantages", advantages, where=mask)
+    return SpanView(
+        mask, base, entropy, counts, has_tokens, counted, group, num_groups, advantage_sums
+    )
 
-    with torch.no_grad():
-        entropy, counts = _response_entropy_and_counts(token_entropy, mask, span_index, num_spans)
-        has_tokens = counts > 0
-        stat = _stat_mask(stat_mask, entropy.shape)
-        in_stats = has_tokens if stat is None else has_tokens & stat
-        group, num_groups = dense_groups(group_index, entropy.shape)
-        weights, degenerate = _coefficients(entropy, group, num_groups, temperature, eps, in_stats)
-        weights = torch.where(has_tokens, weights, 1.0)
 
-        compute = compute_dtype(advantages.dtype)
-        base = advantages.detach().to(compute)
-        token_weight = weights[:, None] if span_index is None else weights[span_index.clamp(min=0)]
-        modulated = torch.where(mask, base * token_weight, base).to(advantages.dtype)
-
-        advantage_sums, _ = _span_sums(base, mask, span_index, num_spans)
-        if not bool(torch.isfinite(advantage_sums).all()):
-            require_finite("advantages", advantages, where=mask)
-        stats = _modulation_stats(weights, entropy, advantage_sums, in_stats, degenerate)
-    return Modulation(modulated, entropy, weights, stats)
+def per_token(span_values: Tensor, span_index: Tensor | None) -> Tensor:
+    """Broadcast ``[S]`` span values to the tokens: ``[B, 1]`` (a row per span) or ``[B, T]``
+    (each token its span's value; off-span tokens read span 0 and must be masked by the caller)."""
+    return span_values[:, None] if span_index is None else span_values[span_index.clamp(min=0)]
 
 
 def _modulation_stats(
@@ -389,10 +423,14 @@ def _modulation_stats(
 @dataclass(frozen=True)
 class ModulationConfig:
     """Hyper-parameters of the modulations: AEM's ``temperature`` (tau of Eq. 15) and ``eps``
-    (the entropy range under which a group is left alone)."""
+    (the entropy range under which a group is left alone); EMPG's k (Eq. 10), k_f (Eq. 11) and
+    zeta (Eq. 8), its published defaults (:mod:`aem.algorithms.empg`)."""
 
     temperature: float = 1.0
     eps: float = 1e-6
+    empg_k: float = 1.0
+    empg_k_future: float = 1.0
+    empg_zeta: float = 0.1
 
 
 ModulationFn = Callable[[Tensor, Tensor, AdvantageInputs, ModulationConfig], Modulation]

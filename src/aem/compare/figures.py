@@ -11,9 +11,22 @@ from pathlib import Path
 import numpy as np
 
 from aem.compare.results import RunResult, by_arm
-from aem.compare.settings import ANALYSIS_MASKS, arm_label
+from aem.compare.settings import ANALYSIS_MASKS, BASE, arm_label, arm_name
 
 BASE_COLOUR, AEM_COLOUR = "#0072B2", "#D55E00"
+ARM_STYLES = {BASE: (BASE_COLOUR, "--", "s"), "aem": (AEM_COLOUR, "-", "o")}
+OTHER_STYLES = (("#009E73", "-.", "^"), ("#CC79A7", ":", "D"), ("#E69F00", "-", "v"))
+
+
+def arm_styles(modulations: tuple[str, ...]) -> list[tuple[str, str, str, str]]:
+    """``(modulation, colour, line style, marker)`` of the base arm and each modulation's."""
+    others = iter(OTHER_STYLES)
+    return [
+        (name, *(ARM_STYLES[name] if name in ARM_STYLES else next(others)))
+        for name in (BASE, *modulations)
+    ]
+
+
 MASK_STYLE = {
     None: ("#000000", "-", "unmasked"),
     "decreasing": ("#E69F00", "--", "entropy-decreasing quadrants masked"),
@@ -76,8 +89,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def figure3_curves(results: list[RunResult], algos: list[str], path: str | Path) -> Path:
-    """Mean response entropy and rollout success vs iteration, base vs AEM, mean ± std band."""
+def figure3_curves(
+    results: list[RunResult],
+    algos: list[str],
+    path: str | Path,
+    modulations: tuple[str, ...] = ("aem",),
+) -> Path:
+    """Mean response entropy and rollout success vs iteration, base vs each modulation, mean ±
+    std band."""
     plt = _pyplot()
     arms = by_arm([r for r in results if not r.spec.analysis and r.records])
     fig, axes = plt.subplots(
@@ -85,9 +104,9 @@ def figure3_curves(results: list[RunResult], algos: list[str], path: str | Path)
     )
     for row, algo in enumerate(algos):
         left, right = axes[row]
-        for aem, colour, style in ((False, BASE_COLOUR, "--"), (True, AEM_COLOUR, "-")):
-            runs = arms.get(f"{algo}+aem" if aem else algo, [])
-            label = arm_label(algo, aem)
+        for modulation, colour, style, _ in arm_styles(modulations):
+            runs = arms.get(arm_name(algo, modulation), [])
+            label = arm_label(algo, modulation)
             _plot_band(left, runs, "entropy/response_mean", colour, style, label)
             _plot_band(right, runs, "rollout/success", colour, style, label, (0.0, 1.0))
         left.set(title=f"{algo.upper()}: response entropy", xlabel="training iteration")
@@ -106,17 +125,18 @@ def figure3_curves(results: list[RunResult], algos: list[str], path: str | Path)
     return _save(fig, Path(path))
 
 
-def representative_seed(results: list[RunResult], algo: str) -> int | None:
-    """The seed whose AEM - base final success difference is the median one (lowest on ties)."""
+def representative_seed(results: list[RunResult], algo: str, modulation: str = "aem") -> int | None:
+    """The seed whose modulated - base final success difference is the median one (lowest on
+    ties)."""
     finals = {
-        (r.spec.aem, r.spec.seed): r.final_success().get("overall")
+        (r.spec.modulation, r.spec.seed): r.final_success().get("overall")
         for r in results
         if not r.spec.analysis and r.spec.algo == algo and r.finished
     }
     diffs = {
-        seed: finals[(True, seed)] - finals[(False, seed)]
-        for (aem, seed) in finals
-        if aem and (False, seed) in finals
+        seed: finals[(modulation, seed)] - finals[(BASE, seed)]
+        for (arm, seed) in finals
+        if arm == modulation and (BASE, seed) in finals
     }
     if not diffs:
         return None
@@ -124,23 +144,26 @@ def representative_seed(results: list[RunResult], algo: str) -> int | None:
     return ordered[(len(ordered) - 1) // 2][0]
 
 
-def figure3_overlay(results: list[RunResult], algo: str, path: str | Path) -> int | None:
-    """Entropy (left axis) with success (right axis) for one representative seed's pair.
+def figure3_overlay(
+    results: list[RunResult], algo: str, path: str | Path, modulation: str = "aem"
+) -> int | None:
+    """Entropy (left axis) with success (right axis) for one representative seed's pair (the
+    base and ``modulation``).
 
     Returns the seed drawn (None, and no file, when no pair finished)."""
-    seed = representative_seed(results, algo)
+    seed = representative_seed(results, algo, modulation)
     if seed is None:
         return None
     plt = _pyplot()
     pair = {
-        r.spec.aem: r
+        r.spec.modulation: r
         for r in results
         if not r.spec.analysis and r.spec.algo == algo and r.spec.seed == seed
     }
     fig, entropy_axis = plt.subplots(figsize=(8, 4.2), constrained_layout=True)
     success_axis = entropy_axis.twinx()
-    for aem, colour in ((False, BASE_COLOUR), (True, AEM_COLOUR)):
-        run, label = pair[aem], arm_label(algo, aem)
+    for arm, colour, _, _ in arm_styles((modulation,)):
+        run, label = pair[arm], arm_label(algo, arm)
         entropy = run.series("entropy/response_mean")
         success = run.series("rollout/success")
         entropy_axis.plot(
@@ -162,7 +185,8 @@ def figure3_overlay(results: list[RunResult], algo: str, path: str | Path) -> in
     entropy_axis.grid(alpha=0.3)
     _integer_steps(entropy_axis)
     entropy_axis.set_title(
-        f"Figure 3 (overlay): {algo.upper()} vs {algo.upper()}+AEM, seed {seed} (median pair)"
+        f"Figure 3 (overlay): {arm_label(algo, BASE)} vs {arm_label(algo, modulation)}, "
+        f"seed {seed} (median pair)"
     )
     _save(fig, Path(path))
     return seed
@@ -204,15 +228,18 @@ class Latency:
         return self.phases.get("aem", 0.0) / self.total if self.total > 0 else math.nan
 
 
-def latencies(results: list[RunResult], algos: list[str]) -> list[Latency]:
-    """One :class:`Latency` per base / base+AEM arm that has recorded iterations."""
+def latencies(
+    results: list[RunResult], algos: list[str], modulations: tuple[str, ...] = ("aem",)
+) -> list[Latency]:
+    """One :class:`Latency` per arm (base and each modulation) that has recorded iterations; the
+    modulation's time is the ``aem`` phase (named for AEM, timing whichever one runs)."""
     arms = by_arm([r for r in results if not r.spec.analysis])
     out = []
     for algo in algos:
-        for aem in (False, True):
+        for modulation in (BASE, *modulations):
             records = [
                 record
-                for run in arms.get(f"{algo}+aem" if aem else algo, [])
+                for run in arms.get(arm_name(algo, modulation), [])
                 for record in run.records
                 if record.get("iteration", -1) >= 0 and record.get("time/total") is not None
             ]
@@ -224,7 +251,7 @@ def latencies(results: list[RunResult], algos: list[str]) -> list[Latency]:
                 if any(r.get(f"time/{phase}") is not None for r in records)
             }
             total = statistics.fmean(r["time/total"] for r in records)
-            out.append(Latency(arm_label(algo, aem), phases, total))
+            out.append(Latency(arm_label(algo, modulation), phases, total))
     return out
 
 
@@ -262,20 +289,36 @@ def figure4_latency(rows: list[Latency], path: str | Path) -> Path | None:
 
 @dataclass(frozen=True)
 class DriftFit:
-    """Agreement of predicted and measured entropy change for one arm."""
+    """Agreement of one entropy-drift prediction with its measured change for one arm."""
 
     arm: str
+    prediction: str
     points: int
     correlation: float
     sign_agreement: float
 
 
-def drift_points(runs: list[RunResult]) -> tuple[list[float], list[float]]:
-    """(predicted at the previous iteration, measured change) pairs over all runs' iterations."""
+DRIFT_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("next batch, AEM proxy", "drift/predicted_previous", "drift/measured_change"),
+    ("same batch, token-level", "drift/same_batch_token_prediction", "drift/same_batch_measured"),
+    ("same batch, AEM proxy", "drift/total", "drift/same_batch_measured"),
+)
+"""``(name, predicted key, measured key)``: the AEM proxy of Eq. 16-17 against the change of
+mean response entropy to the next iteration's rollouts (always logged), and with
+``analysis.same_batch_drift`` the token-level prediction of Theorem 3.2.2 and the AEM proxy
+against the change the update caused on its own batch."""
+
+
+def drift_points(
+    runs: list[RunResult],
+    predicted_key: str = "drift/predicted_previous",
+    measured_key: str = "drift/measured_change",
+) -> tuple[list[float], list[float]]:
+    """(predicted, measured) pairs over all runs' iterations that logged both."""
     predicted, measured = [], []
     for run in runs:
         for record in run.records:
-            p, m = record.get("drift/predicted_previous"), record.get("drift/measured_change")
+            p, m = record.get(predicted_key), record.get(measured_key)
             if p is not None and m is not None:
                 predicted.append(float(p))
                 measured.append(float(m))
@@ -297,54 +340,63 @@ def _pearson(x: list[float], y: list[float]) -> float:
 
 
 def figure_drift(
-    results: list[RunResult], algos: list[str], path: str | Path
+    results: list[RunResult],
+    algos: list[str],
+    path: str | Path,
+    modulations: tuple[str, ...] = ("aem",),
 ) -> tuple[Path | None, list[DriftFit]]:
-    """Scatter of measured vs predicted entropy change per iteration, with Pearson r and sign
-    agreement per arm (the prediction's scale is a unit step, so no y = x line)."""
+    """Scatter of measured vs predicted entropy change per iteration, one row of panels per
+    prediction of :data:`DRIFT_PAIRS` that was logged, with Pearson r and sign agreement per
+    arm over iterations and seeds (the predictions are for a unit step, so no y = x line)."""
     arms = by_arm([r for r in results if not r.spec.analysis])
-    panels: dict[str, list] = {}
-    for algo in algos:
-        for aem, colour, marker in ((False, BASE_COLOUR, "s"), (True, AEM_COLOUR, "o")):
-            x, y = drift_points(arms.get(f"{algo}+aem" if aem else algo, []))
-            if x:
-                panels.setdefault(algo, []).append((arm_label(algo, aem), x, y, colour, marker))
-    fits = [
-        DriftFit(label, len(x), _pearson(x, y), _sign_agreement(x, y))
-        for series in panels.values()
-        for label, x, y, _, _ in series
-    ]
+    panels: dict[tuple[str, str], list] = {}
+    fits = []
+    for prediction, predicted_key, measured_key in DRIFT_PAIRS:
+        for algo in algos:
+            for modulation, colour, _, marker in arm_styles(modulations):
+                runs = arms.get(arm_name(algo, modulation), [])
+                x, y = drift_points(runs, predicted_key, measured_key)
+                if not x:
+                    continue
+                label = arm_label(algo, modulation)
+                fit = DriftFit(label, prediction, len(x), _pearson(x, y), _sign_agreement(x, y))
+                fits.append(fit)
+                panels.setdefault((prediction, algo), []).append((fit, x, y, colour, marker))
     if not panels:
         return None, fits
     plt = _pyplot()
+    kinds = list(dict.fromkeys(kind for kind, _ in panels))
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False, constrained_layout=True
+        len(kinds),
+        len(algos),
+        figsize=(5.5 * len(algos), 4.6 * len(kinds)),
+        squeeze=False,
+        constrained_layout=True,
     )
-    fit_of = {fit.arm: fit for fit in fits}
-    for axis, (algo, series) in zip(axes[0], panels.items(), strict=True):
-        for label, x, y, colour, marker in series:
-            fit = fit_of[label]
-            r = "n/a" if math.isnan(fit.correlation) else f"{fit.correlation:.2f}"
-            agree = "n/a" if math.isnan(fit.sign_agreement) else f"{100 * fit.sign_agreement:.0f}%"
-            axis.scatter(
-                x,
-                y,
-                color=colour,
-                marker=marker,
-                alpha=0.7,
-                label=f"{label}: r={r}, same sign {agree}",
+    for row, kind in enumerate(kinds):
+        for column, algo in enumerate(algos):
+            axis = axes[row][column]
+            for fit, x, y, colour, marker in panels.get((kind, algo), []):
+                r = "n/a" if math.isnan(fit.correlation) else f"{fit.correlation:.2f}"
+                agree = (
+                    "n/a" if math.isnan(fit.sign_agreement) else f"{100 * fit.sign_agreement:.0f}%"
+                )
+                label = f"{fit.arm}: r={r}, same sign {agree}"
+                axis.scatter(x, y, color=colour, marker=marker, alpha=0.7, label=label)
+            axis.axhline(0.0, color="#555555", linewidth=0.8)
+            axis.axvline(0.0, color="#555555", linewidth=0.8)
+            measured = "its own batch" if kind.startswith("same") else "t -> t+1"
+            axis.set(
+                title=f"{algo.upper()}: {kind}",
+                xlabel="predicted drift (unit step)",
+                ylabel=f"measured change of mean entropy, {measured}",
             )
-        axis.axhline(0.0, color="#555555", linewidth=0.8)
-        axis.axvline(0.0, color="#555555", linewidth=0.8)
-        axis.set(
-            title=algo.upper(),
-            xlabel="predicted drift from iteration t's batch (unit step)",
-            ylabel="measured change of mean entropy, t -> t+1 (nats/token)",
-        )
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+            axis.grid(alpha=0.3)
+            if axis.has_data():
+                axis.legend(fontsize=8)
     fig.suptitle(
-        "Entropy drift: first-order prediction vs measured change\n"
-        "(the prediction is for a unit step: compare signs and trends, not magnitudes)",
+        "Entropy drift: first-order predictions vs measured change\n"
+        "(the predictions are for a unit step: compare signs and trends, not magnitudes)",
         fontsize=10,
     )
     return _save(fig, Path(path)), fits

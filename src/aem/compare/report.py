@@ -20,7 +20,7 @@ from aem.compare.figures import (
     latencies,
 )
 from aem.compare.results import RunResult, evaluated_splits, load_results
-from aem.compare.settings import SweepSettings, arm_label, read_sweep_file
+from aem.compare.settings import BASE, SweepSettings, arm_label, read_sweep_file
 from aem.compare.tables import Table1Row, markdown, table1, write_csv, write_markdown
 
 REPORT_DIR = "report"
@@ -56,21 +56,22 @@ def write_report(sweep_dir: str | Path) -> Report:
     algos = list(settings.algos)
     files: dict[str, Path] = {}
     splits = evaluated_splits(settings.env, document.get("resolved_config", {}))
-    rows = table1(results, algos, splits)
+    modulations = settings.modulations
+    rows = table1(results, algos, splits, modulations)
     files["table_md"] = write_markdown(rows, out / FILES["table_md"])
     files["table_csv"] = write_csv(rows, out / FILES["table_csv"])
-    files["fig3"] = figure3_curves(results, algos, out / FILES["fig3"])
-    seed = figure3_overlay(results, algos[0], out / FILES["fig3_overlay"])
+    files["fig3"] = figure3_curves(results, algos, out / FILES["fig3"], modulations)
+    seed = figure3_overlay(results, algos[0], out / FILES["fig3_overlay"], modulations[0])
     if seed is not None:
         files["fig3_overlay"] = out / FILES["fig3_overlay"]
     fig2 = figure2_analysis(results, out / FILES["fig2"])
     if fig2 is not None:
         files["fig2"] = fig2
-    latency = latencies(results, algos)
+    latency = latencies(results, algos, modulations)
     fig4 = figure4_latency(latency, out / FILES["fig4"])
     if fig4 is not None:
         files["fig4"] = fig4
-    drift_path, fits = figure_drift(results, algos, out / FILES["drift"])
+    drift_path, fits = figure_drift(results, algos, out / FILES["drift"], modulations)
     if drift_path is not None:
         files["drift"] = drift_path
     text = _report_text(settings, document, sweep_dir, results, rows, seed, latency, fits, files)
@@ -92,8 +93,8 @@ def _findings(rows: list[Table1Row], seeds: int) -> list[str]:
     for row in rows:
         if row.task_type != "overall":
             continue
-        base = f"{arm_label(row.algo, False)} on {row.split}"
-        aem = arm_label(row.algo, True)
+        base = f"{arm_label(row.algo, BASE)} on {row.split}"
+        aem = arm_label(row.algo, row.modulation)
         d = row.diff
         if d is None:
             lines.append(f"- {aem} vs {base}: no seed has both runs finished yet.")
@@ -105,7 +106,7 @@ def _findings(rows: list[Table1Row], seeds: int) -> list[str]:
             )
             continue
         lines.append(
-            f"- {aem} vs {base}: overall success {_pct(row.aem_mean)}% vs {_pct(row.base_mean)}%, "
+            f"- {aem} vs {base}: overall success {_pct(row.arm_mean)}% vs {_pct(row.base_mean)}%, "
             f"paired difference {_pct(d.mean)} pp, 95% CI [{_pct(d.low)}, {_pct(d.high)}] over "
             f"{d.n} seeds: **{d.verdict()}**. Minimum detectable paired effect (80% power, "
             f"two-sided 5%): {_pct(d.mde)} pp, "
@@ -164,7 +165,8 @@ def _report_text(
     unfinished = [r.spec.name for r in results if not r.finished]
     lines = [
         f"# AEM comparison on `{settings.env}`: "
-        f"{', '.join(a.upper() for a in settings.algos)} with and without AEM",
+        f"{', '.join(a.upper() for a in settings.algos)} without and with "
+        f"{', '.join(m.upper() for m in settings.modulations)}",
         "",
         "Produced by:",
         "",
@@ -182,15 +184,15 @@ def _report_text(
         ),
         "",
         "Every run of a seed starts from the same policy (`init/seed<k>`, built once: tokenizer, "
-        "model and warm start from that seed), so base and base+AEM differ only by AEM. "
-        + _start_check(results),
+        "model and warm start from that seed), so the arms of a seed differ only by the "
+        "modulation of the advantages. " + _start_check(results),
         "",
         "## Table 1: success rate (%)",
         "",
         f"Final evaluation success on {evaluation.get('tasks', '?')} held-out tasks of each split "
         f"at temperature {evaluation.get('temperature', '?')}, per task type and overall, mean ± "
         "sample std (n-1) over the seeds where both arms finished. Δ is the paired difference "
-        "AEM - base over those seeds in percentage points, with a 95% paired-t confidence "
+        "arm - base over those seeds in percentage points, with a 95% paired-t confidence "
         "interval; MDE is the smallest paired difference a two-sided 5% test over those seeds "
         "detects with 80% power at the observed spread ((t_0.975 + t_0.8) · sd / √n, "
         "`aem.stats.minimum_detectable_effect`); 'not significant' means the interval "
@@ -211,7 +213,8 @@ def _report_text(
             files,
             "fig3_overlay",
             f"Entropy (solid) with success (dotted) for {settings.algos[0].upper()}, "
-            f"seed {overlay_seed} (the pair with the median final difference)",
+            f"seed {overlay_seed} (the base / {settings.modulations[0].upper()} pair with the "
+            "median final difference)",
         ),
         "## Figure 2: Analysis A (quadrant masks)",
         "",
@@ -243,21 +246,27 @@ def _report_text(
         *_image(
             files,
             "drift",
-            "First-order entropy change predicted from iteration t's batch vs the change of "
-            "mean response entropy measured at iteration t+1",
+            "First-order entropy change predicted from iteration t's batch vs its measured "
+            "change: next batch = the change of mean response entropy to iteration t+1's "
+            "rollouts (other samples); same batch (`analysis.same_batch_drift=true`) = the "
+            "change the update caused on its own batch's tokens, against the token-level "
+            "prediction mean A (-log p - H) and the AEM proxy mean w A (h - mean_G h)",
         ),
-        "| arm | points | Pearson r | same sign |",
-        "|---|---|---|---|",
+        "Pearson r and sign agreement over all iterations and seeds of each arm.",
+        "",
+        "| arm | prediction | points | Pearson r | same sign |",
+        "|---|---|---|---|---|",
         *(
-            f"| {fit.arm} | {fit.points} | "
+            f"| {fit.arm} | {fit.prediction} | {fit.points} | "
             f"{'n/a' if math.isnan(fit.correlation) else f'{fit.correlation:.2f}'} "
-            f"| {100 * fit.sign_agreement:.0f}% |"
+            f"| {_pct(fit.sign_agreement)}% |"
             for fit in fits
         ),
         "",
         "## Resolved config",
         "",
-        "Shared by every run; each run then sets `seed`, `algorithm`, `aem.enabled`, "
+        "Shared by every run; each run then sets `seed`, `algorithm`, `aem.enabled` (or "
+        "`modulation`), "
         "`model.path=init/seed<k>`, `warm_start.enabled=off` and `output_dir` "
         "(Analysis A runs also `trainer.iterations`, `eval.every=0`, `analysis.mask_quadrant`); "
         "each run's own `config.yaml` holds its full settings.",

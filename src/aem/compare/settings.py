@@ -1,8 +1,9 @@
 """What a comparison sweep runs: its settings, the runs they imply, and ``SWEEP/sweep.yaml``.
 
-Every algorithm runs with and without AEM for each seed; all runs of one seed start from the same
-policy, built once into ``SWEEP/init/seed<k>`` (so a pair differs only by AEM). Analysis A runs
-(``analysis.mask_quadrant``) use the first algorithm without AEM.
+Every algorithm runs without modulation (the base) and with each of the sweep's modulations
+(default AEM; e.g. also EMPG) for each seed; all runs of one seed start from the same policy,
+built once into ``SWEEP/init/seed<k>`` (so the arms of a seed differ only by the modulation).
+Analysis A runs (``analysis.mask_quadrant``) use the first algorithm without modulation.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ RESERVED_KEYS = {
     "env.name": "--env",
     "algorithm": "--algos",
     "algorithm.name": "--algos",
-    "aem.enabled": "nothing (every algorithm runs with and without AEM)",
+    "aem.enabled": "--modulations (every algorithm runs without and with each modulation)",
+    "modulation": "--modulations (every algorithm runs without and with each modulation)",
     "analysis.mask_quadrant": "--analysis-iterations / --no-analysis",
 }
 """Overrides the sweep sets itself, and the option that controls each instead."""
@@ -43,7 +45,7 @@ class RunSpec:
     """One training run of the sweep."""
 
     algo: str
-    aem: bool
+    modulation: str
     seed: int
     iterations: int
     analysis: bool = False
@@ -54,7 +56,7 @@ class RunSpec:
         """The runs this one is a seed of: ``grpo``, ``grpo+aem``, ``analysis/unmasked``, …"""
         if self.analysis:
             return f"analysis/{self.mask or 'unmasked'}"
-        return f"{self.algo}+aem" if self.aem else self.algo
+        return arm_name(self.algo, self.modulation)
 
     @property
     def name(self) -> str:
@@ -64,9 +66,18 @@ class RunSpec:
         return Path(sweep_dir) / "runs" / self.arm / f"seed{self.seed}"
 
 
-def arm_label(algo: str, aem: bool) -> str:
-    """Human label of an arm: ``GRPO`` / ``GRPO+AEM``."""
-    return f"{algo.upper()}{'+AEM' if aem else ''}"
+BASE = "none"
+"""The modulation of the base arm: the estimator's advantages unchanged."""
+
+
+def arm_name(algo: str, modulation: str) -> str:
+    """Folder name of an arm: ``grpo`` (no modulation), ``grpo+aem``, ``grpo+empg``."""
+    return algo if modulation == BASE else f"{algo}+{modulation}"
+
+
+def arm_label(algo: str, modulation: str) -> str:
+    """Human label of an arm: ``GRPO`` / ``GRPO+AEM`` / ``GRPO+EMPG``."""
+    return algo.upper() if modulation == BASE else f"{algo.upper()}+{modulation.upper()}"
 
 
 def init_dir(sweep_dir: Path, seed: int) -> Path:
@@ -84,6 +95,7 @@ class SweepSettings:
     analysis_iterations: int
     overrides: tuple[str, ...] = field(default_factory=tuple)
     config_file: str | None = None
+    modulations: tuple[str, ...] = ("aem",)
 
     def __post_init__(self) -> None:
         if not self.algos:
@@ -108,6 +120,15 @@ class SweepSettings:
                 raise ConfigError(
                     f"override {item!r}: the sweep sets {key!r} itself; use {RESERVED_KEYS[key]}"
                 )
+        from aem.algorithms.modulation import modulations
+
+        known = [name for name in modulations() if name != BASE]
+        if not self.modulations or set(self.modulations) - set(known):
+            raise ConfigError(
+                f"--modulations must name one or more of {known}, got {list(self.modulations)}"
+            )
+        if len(set(self.modulations)) != len(self.modulations):
+            raise ConfigError(f"--modulations names one twice: {list(self.modulations)}")
         import aem.envs
 
         if self.env not in aem.envs.names():
@@ -147,7 +168,7 @@ class SweepSettings:
         extra = [
             f"seed={spec.seed}",
             f"algorithm={spec.algo}",
-            f"aem.enabled={str(spec.aem).lower()}",
+            *_modulation_overrides(spec.modulation),
             f"model.path={init_dir(sweep_dir, spec.seed)}",
             "warm_start.enabled='off'",  # quoted: YAML reads a bare off as False
             f"output_dir={spec.run_dir(sweep_dir)}",
@@ -162,18 +183,22 @@ class SweepSettings:
 
     # ------------------------------------------------------------------ plan
 
+    def arm_modulations(self) -> tuple[str, ...]:
+        """The modulation of each arm of an algorithm: the base, then the sweep's own."""
+        return (BASE, *self.modulations)
+
     def runs(self) -> list[RunSpec]:
         """Every run, seed by seed (so a killed sweep leaves whole pairs), analysis runs last."""
         iterations = self.base_config().trainer.iterations
         plan = [
-            RunSpec(algo, aem, seed, iterations)
+            RunSpec(algo, modulation, seed, iterations)
             for seed in range(self.seeds)
             for algo in self.algos
-            for aem in (False, True)
+            for modulation in self.arm_modulations()
         ]
         if self.analysis_iterations:
             plan += [
-                RunSpec(self.algos[0], False, seed, self.analysis_iterations, True, mask)
+                RunSpec(self.algos[0], BASE, seed, self.analysis_iterations, True, mask)
                 for seed in range(self.seeds)
                 for mask in ANALYSIS_MASKS
             ]
@@ -185,6 +210,8 @@ class SweepSettings:
         """The ``aem compare`` command that reproduces (or continues) this sweep."""
         parts = ["aem", "compare", "--env", self.env, "--algos", ",".join(self.algos)]
         parts += ["--seeds", str(self.seeds)]
+        if self.modulations != ("aem",):
+            parts += ["--modulations", ",".join(self.modulations)]
         if self.analysis_iterations:
             parts += ["--analysis-iterations", str(self.analysis_iterations)]
         else:
@@ -204,13 +231,16 @@ class SweepSettings:
             for part in parents:
                 node = node[part]
             node.pop(leaf, None)
-        return {
+        identity = {
             "env": self.env,
             "algos": list(self.algos),
             "seeds": self.seeds,
             "analysis_iterations": self.analysis_iterations,
             "config": config,
         }
+        if self.modulations != ("aem",):  # sweeps made before --modulations stay continuable
+            identity["modulations"] = list(self.modulations)
+        return identity
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -220,6 +250,7 @@ class SweepSettings:
             "analysis_iterations": self.analysis_iterations,
             "overrides": list(self.overrides),
             "config_file": self.config_file,
+            "modulations": list(self.modulations),
         }
 
     @classmethod
@@ -231,7 +262,16 @@ class SweepSettings:
             analysis_iterations=int(data["analysis_iterations"]),
             overrides=tuple(data.get("overrides") or ()),
             config_file=data.get("config_file"),
+            modulations=tuple(data.get("modulations") or ("aem",)),
         )
+
+
+def _modulation_overrides(modulation: str) -> list[str]:
+    """A run's modulation switch; AEM and the base keep the ``aem.enabled`` form of sweeps made
+    before ``--modulations``, so their runs stay reusable."""
+    if modulation in (BASE, "aem"):
+        return [f"aem.enabled={str(modulation == 'aem').lower()}"]
+    return [f"modulation={modulation}"]
 
 
 def _roundtrip(tree: Any) -> Any:

@@ -1,6 +1,7 @@
-"""Table 1: final eval success per held-out split, task type and overall, base vs base+AEM, mean
-± std over the seeds where both finished, and the paired difference (AEM - base) with its 95% t
-interval and the minimum effect the seeds could detect (80% power)."""
+"""Table 1: final eval success per held-out split, task type and overall, base vs base+modulation
+(AEM, EMPG, ...), mean ± std over the seeds where both finished, and the paired difference
+(modulated - base) with its 95% t interval and the minimum effect the seeds could detect (80%
+power)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aem.compare.results import RunResult
-from aem.compare.settings import arm_label
+from aem.compare.settings import BASE, arm_label
 from aem.stats import PairedDifference, mean_std, paired_difference
 
 CSV_COLUMNS = (
     "split",
     "algo",
+    "modulation",
     "task_type",
     "n_seeds",
     "base_mean",
     "base_std",
-    "aem_mean",
-    "aem_std",
+    "arm_mean",
+    "arm_std",
     "diff_mean",
     "diff_ci_low",
     "diff_ci_high",
@@ -34,17 +36,18 @@ CSV_COLUMNS = (
 
 @dataclass(frozen=True)
 class Table1Row:
-    """One split x algorithm x task type over the seeds where both arms finished; fractions in
-    [0, 1]."""
+    """One split x algorithm x modulation x task type over the seeds where the base and the
+    modulated arm both finished; fractions in [0, 1]."""
 
     split: str
     algo: str
+    modulation: str
     task_type: str
     n_seeds: int
     base_mean: float
     base_std: float
-    aem_mean: float
-    aem_std: float
+    arm_mean: float
+    arm_std: float
     diff: PairedDifference | None
 
 
@@ -56,40 +59,45 @@ def table1(
     results: list[RunResult],
     algos: Sequence[str],
     splits: Sequence[tuple[str, str | None]] = (("eval", None),),
+    modulations: Sequence[str] = ("aem",),
 ) -> list[Table1Row]:
     """Rows for each split (``(name, key)`` as :func:`~aem.compare.results.evaluated_splits`
-    gives) and algorithm: task types in alphabetical order, then ``overall``.
+    gives), algorithm and modulation: task types in alphabetical order, then ``overall``.
 
-    Only seeds where both base and base+AEM finished count (so the difference of the means is
-    the mean paired difference); unfinished runs are left out."""
+    Only seeds where both the base and the modulated arm finished count (so the difference of
+    the means is the mean paired difference); unfinished runs are left out."""
     rows = []
     for split, key in splits:
         for algo in algos:
             finals = {
-                aem: {
+                modulation: {
                     r.spec.seed: r.final_success(key)
                     for r in results
                     if not r.spec.analysis
                     and r.spec.algo == algo
-                    and r.spec.aem == aem
+                    and r.spec.modulation == modulation
                     and r.finished
                 }
-                for aem in (False, True)
+                for modulation in (BASE, *modulations)
             }
             types = sorted(
                 {t for arm in finals.values() for s in arm.values() for t in s} - {"overall"}
             )
-            for task_type in [*types, "overall"]:
-                seeds = sorted(
-                    seed
-                    for seed in set(finals[False]) & set(finals[True])
-                    if task_type in finals[False][seed] and task_type in finals[True][seed]
-                )
-                base = [finals[False][seed][task_type] for seed in seeds]
-                aem = [finals[True][seed][task_type] for seed in seeds]
-                diff = paired_difference(aem, base) if seeds else None
-                summaries = (*_summary(base), *_summary(aem))
-                rows.append(Table1Row(split, algo, task_type, len(seeds), *summaries, diff))
+            for modulation in modulations:
+                base_finals, arm_finals = finals[BASE], finals[modulation]
+                for task_type in [*types, "overall"]:
+                    seeds = sorted(
+                        seed
+                        for seed in set(base_finals) & set(arm_finals)
+                        if task_type in base_finals[seed] and task_type in arm_finals[seed]
+                    )
+                    base = [base_finals[seed][task_type] for seed in seeds]
+                    arm = [arm_finals[seed][task_type] for seed in seeds]
+                    diff = paired_difference(arm, base) if seeds else None
+                    summaries = (*_summary(base), *_summary(arm))
+                    rows.append(
+                        Table1Row(split, algo, modulation, task_type, len(seeds), *summaries, diff)
+                    )
     return rows
 
 
@@ -109,12 +117,13 @@ def write_csv(rows: list[Table1Row], path: str | Path) -> Path:
                 [
                     row.split,
                     row.algo,
+                    row.modulation,
                     row.task_type,
                     row.n_seeds,
                     _csv_number(row.base_mean),
                     _csv_number(row.base_std),
-                    _csv_number(row.aem_mean),
-                    _csv_number(row.aem_std),
+                    _csv_number(row.arm_mean),
+                    _csv_number(row.arm_std),
                     _csv_number(d.mean) if d else "",
                     _csv_number(d.low) if d else "",
                     _csv_number(d.high) if d else "",
@@ -147,16 +156,17 @@ def markdown(rows: list[Table1Row]) -> str:
     """One Markdown table; success in percent, mean ± sample std over seeds; MDE = the smallest
     paired difference the seeds detect with 80% power at the observed spread."""
     lines = [
-        "| split | algorithm | task type | seeds | base | base+AEM "
-        "| Δ AEM - base, pp [95% CI] | MDE, pp | reading |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| split | base | arm | task type | seeds | base success | arm success "
+        "| Δ arm - base, pp [95% CI] | MDE, pp | reading |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         d = row.diff
         lines.append(
-            f"| {row.split} | {arm_label(row.algo, False)} | {row.task_type} | {row.n_seeds} "
+            f"| {row.split} | {arm_label(row.algo, BASE)} | {arm_label(row.algo, row.modulation)} "
+            f"| {row.task_type} | {row.n_seeds} "
             f"| {_mean_std_cell(row.base_mean, row.base_std)} "
-            f"| {_mean_std_cell(row.aem_mean, row.aem_std)} "
+            f"| {_mean_std_cell(row.arm_mean, row.arm_std)} "
             f"| {_diff_cell(d)} | {_pct(d.mde) if d else 'n/a'} "
             f"| {d.verdict() if d else 'no paired seeds'} |"
         )

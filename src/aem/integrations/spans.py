@@ -18,18 +18,22 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from aem.algorithms.modulation import Modulation, modulate, spans_from_mask
+from aem.algorithms.empg import empg_modulate
+from aem.algorithms.modulation import Modulation, ModulationConfig, modulate, spans_from_mask
 from aem.checks import require_integer, require_ndim, require_shape, require_tensor
 
 __all__ = [
+    "INTEGRATION_MODULATIONS",
     "SPAN_GRANULARITIES",
     "RowSpans",
     "SpanGranularity",
     "modulate_rows",
     "modulate_spans",
+    "require_integration_modulation",
     "require_span_granularity",
     "require_tokens",
     "row_spans",
+    "turn_of_spans",
 ]
 
 SpanGranularity = Literal["turn", "row"]
@@ -83,6 +87,28 @@ def require_tokens(name: str, mask: Tensor, counted: Tensor | None) -> None:
         )
 
 
+INTEGRATION_MODULATIONS: tuple[str, ...] = ("aem", "empg")
+"""The modulations an adapter can apply (``none`` is the adapter switched off)."""
+
+
+def require_integration_modulation(name: str, value: object) -> str:
+    """Return ``value`` if it is one of :data:`INTEGRATION_MODULATIONS`; else raise naming
+    ``name``."""
+    if value not in INTEGRATION_MODULATIONS:
+        raise ValueError(f"{name} must be one of {list(INTEGRATION_MODULATIONS)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def turn_of_spans(span_row: Tensor) -> Tensor:
+    """``[S]`` position of each span among its row's spans (spans numbered row by row, in token
+    order, as :func:`row_spans` numbers them): the turn index within the row's session."""
+    position = torch.arange(span_row.shape[0], device=span_row.device)
+    first = torch.full_like(position, span_row.shape[0]).scatter_reduce(
+        0, span_row, position, reduce="amin", include_self=False
+    )
+    return position - first[span_row]
+
+
 def modulate_spans(
     advantages: Tensor,
     token_entropy: Tensor,
@@ -90,16 +116,45 @@ def modulate_spans(
     span_index: Tensor | None,
     span_group: Tensor,
     *,
-    temperature: float,
-    eps: float,
+    config: ModulationConfig,
+    modulation: str = "aem",
+    span_row: Tensor | None = None,
     span_stat_mask: Tensor | None = None,
 ) -> Modulation:
-    """The modulation every adapter applies, on spans already found (see :func:`row_spans`):
-    ``aem.modulate_advantages(advantages, token_entropy, mask, span_group, span_index,
-    temperature, eps, span_stat_mask)``, also returning the span entropies and weights."""
-    return modulate(
-        advantages, token_entropy, mask, span_group, span_index, temperature, eps, span_stat_mask
+    """The modulation every adapter applies, on spans already found (see :func:`row_spans`).
+
+    ``aem``: :func:`aem.algorithms.modulation.modulate` with ``config.temperature`` and ``eps``.
+    ``empg``: :func:`aem.algorithms.empg.empg_modulate` over the whole batch, each row one
+    trajectory whose spans are its steps in order (``span_row [S]`` required; a row with one span
+    has no next step), with ``config.empg_*``; ``weights`` are then EMPG's scales g."""
+    if modulation == "aem":
+        return modulate(
+            advantages,
+            token_entropy,
+            mask,
+            span_group,
+            span_index,
+            config.temperature,
+            config.eps,
+            span_stat_mask,
+        )
+    require_integration_modulation("modulation", modulation)
+    if span_row is None:
+        raise ValueError("span_row must be given for modulation='empg' (rows are trajectories)")
+    result = empg_modulate(
+        advantages,
+        token_entropy,
+        mask,
+        span_group,
+        span_index,
+        trajectory_index=span_row,
+        turn_index=turn_of_spans(span_row),
+        k=config.empg_k,
+        k_future=config.empg_k_future,
+        zeta=config.empg_zeta,
+        stat_mask=span_stat_mask,
     )
+    return Modulation(result.advantages, result.span_entropy, result.weights, result.stats)
 
 
 def modulate_rows(
@@ -109,12 +164,13 @@ def modulate_rows(
     row_group: Tensor,
     *,
     span: SpanGranularity,
-    temperature: float,
-    eps: float,
+    config: ModulationConfig,
+    modulation: str = "aem",
     stat_mask: Tensor | None = None,
 ) -> tuple[Modulation, RowSpans]:
     """:func:`modulate_spans` on rows: split ``mask [B, T]`` into spans (``span``), give each span
-    its row's group ``row_group [B]`` and stat flag ``stat_mask [B]``.
+    its row's group ``row_group [B]`` and stat flag ``stat_mask [B]`` (each row is one
+    trajectory for ``modulation="empg"``).
 
     Raises:
         ValueError: ``row_group`` or ``stat_mask`` not one entry per row, a row that
@@ -142,8 +198,9 @@ def modulate_rows(
         mask,
         spans.span_index,
         row_group.to(mask.device)[spans.span_row],
-        temperature=temperature,
-        eps=eps,
+        config=config,
+        modulation=modulation,
+        span_row=spans.span_row,
         span_stat_mask=None if stat_mask is None else stat_mask[spans.span_row],
     )
     return result, spans

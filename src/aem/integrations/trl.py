@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from aem.algorithms.modulation import Modulation, response_entropy
+from aem.algorithms.modulation import Modulation, ModulationConfig, response_entropy
 from aem.checks import (
     require_finite,
     require_int_at_least,
@@ -225,8 +225,7 @@ def modulate_completion_advantages(
             spans[:, _COUNT : _COUNT + 1] > 0,
             None,
             spans[:, _ROW].long() // num_generations,
-            temperature=temperature,
-            eps=eps,
+            config=ModulationConfig(temperature=temperature, eps=eps),
             span_stat_mask=spans[:, _COUNTED] > 0,
         )
         row_weight = torch.ones_like(count, dtype=result.weights.dtype)

@@ -27,7 +27,7 @@ from aem.algorithms.advantages import GRPO_STATS, advantage_estimators
 from aem.algorithms.analysis import QUADRANT_MASKS
 from aem.algorithms.kl import kl_kinds
 from aem.algorithms.losses import AGG_MODES, policy_losses
-from aem.algorithms.modulation import modulations
+from aem.algorithms.modulation import ModulationConfig, modulations
 from aem.envs import names as env_names
 from aem.envs import spec as env_spec
 from aem.envs.registry import check_arguments
@@ -259,6 +259,15 @@ class AEMConfig(_Section):
     eps: float = Field(1e-6, ge=0.0)
 
 
+class EMPGConfig(_Section):
+    """EMPG's hyper-parameters (``modulation=empg``; :mod:`aem.algorithms.empg`), its published
+    defaults."""
+
+    k: float = Field(1.0, ge=0.0, description="k of Eq. 10 (self-calibrating scale g)")
+    k_future: float = Field(1.0, ge=0.0, description="k_f of Eq. 11 (future clarity f)")
+    zeta: float = Field(0.1, ge=0.0, description="zeta of Eq. 8 (weight of the next step's f)")
+
+
 class OptimConfig(_Section):
     lr: float = Field(3e-4, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -313,6 +322,11 @@ class AnalysisConfig(_Section):
     mask_quadrant: str | None = Field(
         None, description="Analysis A: zero the loss of responses in these quadrants"
     )
+    same_batch_drift: bool = Field(
+        False,
+        description="after the update, re-score the same batch and log the measured change of "
+        "its token entropy beside the token-level prediction (one extra scoring pass)",
+    )
 
     @field_validator("mask_quadrant")
     @classmethod
@@ -334,9 +348,10 @@ class TrainConfig(_Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     modulation: str | None = Field(
-        None, description="aem, none or a registered modulation; None: aem.enabled decides"
+        None, description="aem, empg, none or a registered modulation; None: aem.enabled decides"
     )
     aem: AEMConfig = Field(default_factory=AEMConfig)
+    empg: EMPGConfig = Field(default_factory=EMPGConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -354,6 +369,16 @@ class TrainConfig(_Section):
         if self.modulation is not None:
             return self.modulation
         return "aem" if self.aem.enabled else "none"
+
+    def modulation_config(self) -> ModulationConfig:
+        """The hyper-parameters every registered modulation reads (``aem.*``, ``empg.*``)."""
+        return ModulationConfig(
+            temperature=self.aem.temperature,
+            eps=self.aem.eps,
+            empg_k=self.empg.k,
+            empg_k_future=self.empg.k_future,
+            empg_zeta=self.empg.zeta,
+        )
 
     @model_validator(mode="after")
     def _aem_not_both_on_and_off(self) -> TrainConfig:

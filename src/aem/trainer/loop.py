@@ -16,7 +16,6 @@ import torch
 import yaml
 
 from aem.agent import PromptConfig
-from aem.algorithms.modulation import ModulationConfig
 from aem.batch import SpanBatch
 from aem.envs.pool import EnvPool
 from aem.policy.model import frozen_reference, save_policy, trainable_parameters
@@ -264,8 +263,7 @@ class Trainer:
         with timer.phase("advantage"):
             phases.advantages(batch, algo, cfg.rollout.max_response_tokens)
         with timer.phase("aem"):
-            modulation = ModulationConfig(temperature=cfg.aem.temperature, eps=cfg.aem.eps)
-            record.update(phases.modulate(batch, cfg.modulation_name(), modulation))
+            record.update(phases.modulate(batch, cfg.modulation_name(), cfg.modulation_config()))
         record.update(phases.analysis(batch, cfg.analysis.mask_quadrant))
         with timer.phase("update"):
             optim, generator = cfg.optim, self.shuffle_generator
@@ -275,6 +273,9 @@ class Trainer:
             if self.critic is not None:
                 critic_step = (self.critic, self.critic_optimizer, algo, optim, generator)
                 record.update(phases.update_critic(batch, *critic_step))
+        if cfg.analysis.same_batch_drift:
+            with timer.phase("drift"):
+                record.update(phases.same_batch_drift(batch, self.policy))
         record.update(phases.metrics(batch))
         record.update(self._measured_drift(record))
         return record

@@ -170,6 +170,31 @@ def analysis(batch: SpanBatch, mask_quadrant: str | None) -> dict[str, float]:
     return record
 
 
+@torch.no_grad()
+def same_batch_drift(
+    batch: SpanBatch, policy: PolicyRunner, rows_per_chunk: int = SCORE_ROWS
+) -> dict[str, float]:
+    """The entropy change an update caused on its own batch, beside its first-order prediction.
+
+    After the update the batch is scored again (one extra scoring pass); ``drift/same_batch_
+    measured`` is the change of mean token entropy over the batch's response tokens, and
+    ``drift/same_batch_token_prediction`` the token-level form of Theorem 3.2.2 from the pass
+    before the update: the mean over the loss tokens of A_t (-log p_t - H_t), with A the
+    advantages the loss used (modulated) — a unit-step prediction, so compare signs and trends.
+    The AEM proxy of the same update (Eq. 16-17) is ``drift/total``."""
+    response, loss = batch.span_mask(), batch["loss_mask"]
+    before = batch["entropy"]
+    _, after = _score_spans(batch, policy, rows_per_chunk)
+    measured = torch.where(response, after - before, 0.0).sum() / response.sum().clamp(min=1)
+    surprisal_gap = -batch["old_log_probs"] - before
+    advantage = batch["advantages"].to(before.dtype)
+    predicted = torch.where(loss, advantage * surprisal_gap, 0.0).sum() / loss.sum().clamp(min=1)
+    return {
+        "drift/same_batch_measured": float(measured),
+        "drift/same_batch_token_prediction": float(predicted),
+    }
+
+
 # ----------------------------------------------------------------------------- update
 
 

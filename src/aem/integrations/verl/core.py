@@ -15,8 +15,14 @@ import torch
 from torch import Tensor
 from verl.protocol import DataProto
 
+from aem.algorithms.modulation import ModulationConfig
 from aem.checks import require_non_negative, require_shape, require_tensor
-from aem.integrations.spans import SpanGranularity, modulate_rows, require_span_granularity
+from aem.integrations.spans import (
+    SpanGranularity,
+    modulate_rows,
+    require_integration_modulation,
+    require_span_granularity,
+)
 
 __all__ = [
     "AEMConfig",
@@ -27,7 +33,16 @@ __all__ = [
 ]
 
 _CONFIG_PREFIX = "algorithm.aem"
-_KEYS = ("enable", "temperature", "eps", "span")
+_KEYS = (
+    "enable",
+    "modulation",
+    "temperature",
+    "eps",
+    "span",
+    "empg_k",
+    "empg_k_future",
+    "empg_zeta",
+)
 
 
 @dataclass(frozen=True)
@@ -41,28 +56,47 @@ class AEMConfig:
         span: ``"turn"`` (default): every run of a row's ``response_mask`` (one assistant turn;
             tool / observation tokens between turns are 0) is one response with its own weight;
             ``"row"``: one weight per row (for rows known to hold one response).
+        modulation: ``"aem"`` (default) or ``"empg"`` (EMPG, Eq. 7-12 of arXiv 2509.09265, over
+            the whole batch; each row is one trajectory whose spans are its steps, so the
+            future-clarity bonus needs multi-turn rows) with ``empg_k``, ``empg_k_future``,
+            ``empg_zeta`` (its published defaults 1, 1, 0.1).
 
     Raises:
         ValueError: naming the field (``algorithm.aem.<field>``) for a non-bool ``enable``, a
-            negative / non-finite / non-numeric ``temperature`` or ``eps``, or a ``span`` other
-            than ``turn`` / ``row``.
+            negative / non-finite / non-numeric number, a ``span`` other than ``turn`` /
+            ``row``, or a ``modulation`` other than ``aem`` / ``empg``.
     """
 
     enable: bool = False
     temperature: float = 1.0
     eps: float = 1e-6
     span: SpanGranularity = "turn"
+    modulation: str = "aem"
+    empg_k: float = 1.0
+    empg_k_future: float = 1.0
+    empg_zeta: float = 0.1
 
     def __post_init__(self) -> None:
         if not isinstance(self.enable, bool):
             raise ValueError(f"{_CONFIG_PREFIX}.enable must be a bool, got {self.enable!r}")
-        for name in ("temperature", "eps"):
+        require_integration_modulation(f"{_CONFIG_PREFIX}.modulation", self.modulation)
+        for name in ("temperature", "eps", "empg_k", "empg_k_future", "empg_zeta"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{_CONFIG_PREFIX}.{name} must be a number, got {value!r}")
             require_non_negative(f"{_CONFIG_PREFIX}.{name}", float(value))
             object.__setattr__(self, name, float(value))
         require_span_granularity(f"{_CONFIG_PREFIX}.span", self.span)
+
+    def modulation_config(self) -> ModulationConfig:
+        """The core's hyper-parameters of both modulations."""
+        return ModulationConfig(
+            temperature=self.temperature,
+            eps=self.eps,
+            empg_k=self.empg_k,
+            empg_k_future=self.empg_k_future,
+            empg_zeta=self.empg_zeta,
+        )
 
     @classmethod
     def from_algorithm_config(cls, algorithm: Mapping[str, Any] | None) -> AEMConfig:
@@ -228,8 +262,8 @@ def apply_aem(
         response_mask.to(advantages.device),
         group_index.to(advantages.device),
         span=config.span,
-        temperature=config.temperature,
-        eps=config.eps,
+        config=config.modulation_config(),
+        modulation=config.modulation,
         stat_mask=stat_mask,
     )
     batch["advantages"] = result.advantages
