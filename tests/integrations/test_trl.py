@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
 import aem
-from aem.algorithms import spans_from_mask
+from aem.algorithms import empg_modulate, spans_from_mask
 from aem.integrations.trl import AEMGRPOTrainer, modulate_completion_advantages
 from aem.policy import build_tiny_model, build_tokenizer
 
@@ -349,6 +349,10 @@ def test_constructor_rejects_bad_aem_options(tokenizer, tmp_path):
         make_trainer(AEMGRPOTrainer, tokenizer, tmp_path, aem_temperature=-1.0)
     with pytest.raises(ValueError, match="aem_enabled"):
         make_trainer(AEMGRPOTrainer, tokenizer, tmp_path, aem_enabled=1)
+    with pytest.raises(ValueError, match="aem_modulation must be one of"):
+        make_trainer(AEMGRPOTrainer, tokenizer, tmp_path, aem_modulation="none")
+    with pytest.raises(ValueError, match="aem_empg_zeta"):
+        make_trainer(AEMGRPOTrainer, tokenizer, tmp_path, aem_empg_zeta=-0.1)
 
 
 # ---------------------------------------------------------------- the gather-aware core
@@ -570,3 +574,51 @@ def test_core_rejects_bad_input():
         modulate_completion_advantages(advantages, entropy, mask, 2, span="episode")
     with pytest.raises(ValueError, match="stat_mask"):
         modulate_completion_advantages(advantages, entropy, mask, 2, stat_mask=mask[:, 0][:3])
+
+
+def test_empg_across_processes_equals_empg_on_the_gathered_batch():
+    """``modulation="empg"``: EMPG over the gathered batch, each completion one trajectory whose
+    assistant turns are its steps (turn numbers counted here by a plain loop)."""
+    world, local_rows = 2, 3
+    local = [multi_turn_completions(seed=20 + rank, rows=local_rows) for rank in range(world)]
+
+    def worker(rank, gather):
+        advantages, entropy, mask = local[rank]
+        return modulate_completion_advantages(
+            advantages, entropy, mask, num_generations=2, gather=gather, process_index=rank,
+            modulation="empg", empg_k=1.5, empg_zeta=0.3,
+        )  # fmt: skip
+
+    results = run_processes(world, worker)
+    width = max(entropy.shape[1] for _, entropy, _ in local)
+
+    def padded(tensor: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(tensor, (0, width - tensor.shape[1]))
+
+    advantages = torch.cat([advantages for advantages, _, _ in local])
+    entropy = torch.cat([padded(entropy) for _, entropy, _ in local])
+    mask = torch.cat([padded(mask) for _, _, mask in local])
+    spans = spans_from_mask(mask)
+    turns, seen = [], {}
+    for row in spans.span_row.tolist():
+        turns.append(seen.get(row, 0))
+        seen[row] = turns[-1] + 1
+    assert max(turns) >= 1, "some completion must hold several turns"
+    expected = empg_modulate(
+        advantages[:, None].expand(-1, width),
+        entropy,
+        mask,
+        groups(6, 2)[spans.span_row],
+        spans.span_index,
+        trajectory_index=spans.span_row,
+        turn_index=torch.tensor(turns),
+        k=1.5,
+        zeta=0.3,
+    )
+    for rank, result in enumerate(results):
+        rows = slice(rank * local_rows, (rank + 1) * local_rows)
+        own = expected.advantages[rows, : local[rank][1].shape[1]]
+        torch.testing.assert_close(result.token_advantages, own, rtol=1e-6, atol=1e-6)
+        assert set(result.stats) == set(expected.stats)
+    with pytest.raises(ValueError, match="modulation must be one of"):
+        modulate_completion_advantages(*local[0], 3, modulation="gigpo")

@@ -49,6 +49,7 @@ from aem.integrations.spans import (
     RowSpans,
     SpanGranularity,
     modulate_spans,
+    require_integration_modulation,
     require_span_granularity,
     require_tokens,
     row_spans,
@@ -120,6 +121,10 @@ def modulate_completion_advantages(
     stat_mask: Tensor | None = None,
     gather: Callable[[Tensor], Tensor] = _identity,
     process_index: int = 0,
+    modulation: str = "aem",
+    empg_k: float = 1.0,
+    empg_k_future: float = 1.0,
+    empg_zeta: float = 0.1,
 ) -> AEMCompletionAdvantages:
     """AEM (Eq. 13-15) on per-completion advantages, one weight per assistant turn, with groups
     that may span processes.
@@ -151,6 +156,9 @@ def modulate_completion_advantages(
             differ between processes, and all-zero rows it adds as padding are ignored (under
             accelerate: ``pad_across_processes`` then ``gather``). The identity on one process.
         process_index: this process's rank.
+        modulation: ``"aem"`` or ``"empg"``: EMPG (Eq. 7-12 of arXiv 2509.09265) over the
+            gathered batch, each completion one trajectory whose spans are its steps in order,
+            with ``empg_k``, ``empg_k_future``, ``empg_zeta``.
 
     Returns:
         :class:`AEMCompletionAdvantages`.
@@ -178,6 +186,13 @@ def modulate_completion_advantages(
     require_non_negative("temperature", temperature)
     require_non_negative("eps", eps)
     span = require_span_granularity("span", span)
+    require_integration_modulation("modulation", modulation)
+    for name, value in (
+        ("empg_k", empg_k),
+        ("empg_k_future", empg_k_future),
+        ("empg_zeta", empg_zeta),
+    ):
+        require_non_negative(name, value)
     counted = torch.ones(rows, dtype=torch.bool, device=advantages.device)
     if stat_mask is not None:
         require_tensor("stat_mask", stat_mask)
@@ -225,22 +240,31 @@ def modulate_completion_advantages(
             spans[:, _COUNT : _COUNT + 1] > 0,
             None,
             spans[:, _ROW].long() // num_generations,
-            config=ModulationConfig(temperature=temperature, eps=eps),
+            config=ModulationConfig(
+                temperature=temperature,
+                eps=eps,
+                empg_k=empg_k,
+                empg_k_future=empg_k_future,
+                empg_zeta=empg_zeta,
+            ),
+            modulation=modulation,
+            span_row=spans[:, _ROW].long(),
             span_stat_mask=spans[:, _COUNTED] > 0,
         )
-        row_weight = torch.ones_like(count, dtype=result.weights.dtype)
-        row_weight[kept] = result.weights
+        # Each table row's modulated advantage (its base advantage where nothing modulated it),
+        # then this process's tokens take their span's value.
+        value = gathered[:, _ADVANTAGE].to(result.advantages.dtype)
+        value[kept] = result.advantages[:, 0]
         start = process_index * rows
         mine = (row >= start) & (row < start + rows)
+        base = advantages.detach()[:, None]
         if local.span_index is None:  # one table row per completion, in order
-            token_weight = row_weight[mine][:, None]
-        else:  # this process's spans in order, then weight 1 for tokens off every span
-            span_weight = row_weight[mine & (count > 0)]
-            padded = torch.cat([span_weight, span_weight.new_ones(1)])
-            token_weight = padded[torch.where(mask, local.span_index, local.num_spans)]
-        compute = torch.promote_types(advantages.dtype, torch.float32)  # the core's dtype rule
-        base = advantages.detach().to(compute)[:, None]
-        token_advantages = torch.where(mask, base * token_weight, base).to(advantages.dtype)
+            token_value = value[mine][:, None]
+        else:  # this process's spans in order; tokens off every span keep the base
+            span_value = value[mine & (count > 0)]
+            padded = torch.cat([span_value, span_value.new_zeros(1)])
+            token_value = padded[torch.where(mask, local.span_index, local.num_spans)]
+        token_advantages = torch.where(mask, token_value, base).to(advantages.dtype)
         completion_advantages = _completion_means(
             row,
             count,
@@ -310,7 +334,7 @@ def _completion_means(
 class AEMGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` with Adaptive Entropy Modulation of its advantages (paper Sec. 4).
 
-    Same constructor as ``GRPOTrainer`` plus four keyword-only arguments:
+    Same constructor as ``GRPOTrainer`` plus these keyword-only arguments:
 
     Args:
         aem_temperature: tau >= 0 of Eq. 15 (0 gives w = 1, i.e. plain GRPO with ``[B, T]``
@@ -321,6 +345,10 @@ class AEMGRPOTrainer(GRPOTrainer):
         aem_span: ``"turn"`` (default): each assistant turn of a completion (a run of
             ``completion_mask * tool_mask``; tool output between turns is 0 there) is one
             response with its own weight; ``"row"``: one weight per completion.
+        aem_modulation: ``"aem"`` (default) or ``"empg"``: EMPG (arXiv 2509.09265, Eq. 7-12)
+            over the gathered batch, each completion one trajectory whose turns are its steps,
+            with ``aem_empg_k``, ``aem_empg_k_future``, ``aem_empg_zeta`` (defaults 1, 1, 0.1);
+            it logs ``empg/*`` instead of ``aem/*``.
 
     After TRL has computed its per-completion advantages A_j (any ``scale_rewards`` /
     ``multi_objective_aggregation``), the batch's ``"advantages"`` become ``[B, T]``:
@@ -356,6 +384,10 @@ class AEMGRPOTrainer(GRPOTrainer):
         aem_eps: float = 1e-6,
         aem_enabled: bool = True,
         aem_span: SpanGranularity = "turn",
+        aem_modulation: str = "aem",
+        aem_empg_k: float = 1.0,
+        aem_empg_k_future: float = 1.0,
+        aem_empg_zeta: float = 0.1,
         **kwargs: Any,
     ) -> None:
         require_non_negative("aem_temperature", aem_temperature)
@@ -363,6 +395,11 @@ class AEMGRPOTrainer(GRPOTrainer):
         if not isinstance(aem_enabled, bool):
             raise ValueError(f"aem_enabled must be a bool, got {aem_enabled!r}")
         self.aem_span = require_span_granularity("aem_span", aem_span)
+        self.aem_modulation = require_integration_modulation("aem_modulation", aem_modulation)
+        self.aem_empg = {"empg_k": aem_empg_k, "empg_k_future": aem_empg_k_future}
+        self.aem_empg["empg_zeta"] = aem_empg_zeta
+        for name, value in self.aem_empg.items():
+            require_non_negative(f"aem_{name}", value)
         if not trl.__version__.startswith(TESTED_TRL_SERIES + "."):
             warnings.warn(
                 f"AEMGRPOTrainer overrides TRL internals and was tested with TRL "
@@ -435,6 +472,8 @@ class AEMGRPOTrainer(GRPOTrainer):
             stat_mask=completion_mask.bool().any(dim=1),
             gather=self._aem_gather,
             process_index=self.accelerator.process_index,
+            modulation=self.aem_modulation,
+            **self.aem_empg,
         )
         output["advantages"] = result.token_advantages
         for name, value in result.stats.items():
