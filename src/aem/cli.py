@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ def _train(args: argparse.Namespace) -> int:
     label = algo.name if modulation == "none" else f"{algo.name}+{modulation.upper()}"
     console.print(f"[bold]aem train[/bold] {label} on {config.env.name} -> {run_dir}")
     trainer = Trainer(config, run_dir, resume=bool(args.resume))
+    if not console.is_terminal:  # a pipe or a log file: one flushed line per iteration
+        records = trainer.train(progress=_iteration_lines(config.trainer.iterations))
+        _summarise(console, records)
+        return 0
     with _progress_bar(console, ("status",)) as progress:
         task = progress.add_task(label, total=config.trainer.iterations, status="setting up")
 
@@ -66,6 +71,21 @@ def _train(args: argparse.Namespace) -> int:
         records = trainer.train(progress=report)
     _summarise(console, records)
     return 0
+
+
+def _iteration_lines(total: int) -> Any:
+    """A ``progress(it, record)`` callback printing :func:`aem.progress.iteration_line`."""
+    from aem.progress import iteration_line
+
+    start, done = time.monotonic(), 0
+
+    def report(it: int, record: dict) -> None:
+        nonlocal done
+        done += 1
+        line = iteration_line(it, total, done, time.monotonic() - start, record)
+        print(line, file=sys.stderr, flush=True)
+
+    return report
 
 
 def _check_output_dir(run_dir: Path) -> None:
@@ -94,8 +114,20 @@ def _eval(args: argparse.Namespace) -> int:
     config = load_config(run_dir / "config.yaml", args.overrides)
     trainer = Trainer(config, run_dir, resume=True)
     trainer.setup()
+    result: dict[str, float] = {}
     try:
-        result = trainer.evaluate_all()
+        for split in (None, *config.eval.extra_splits):  # one flushed line per evaluated split
+            start = time.monotonic()
+            scores = trainer.evaluate(split)
+            result.update(scores)
+            success = next(value for key, value in scores.items() if key.endswith("/success"))
+            name = split or config.env.evaluation_split()
+            print(
+                f"evaluated {name}: {config.eval.tasks} tasks, success {success:.3f} "
+                f"({time.monotonic() - start:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         trainer.close()
     for key, value in sorted(result.items()):
@@ -254,6 +286,9 @@ def _envs(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aem", description=__doc__)
+    parser.add_argument(
+        "--verbose", action="store_true", help="keep third-party progress bars (transformers)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an agent with multi-turn RL (+ AEM)")
     train.add_argument("--config", help="YAML file of settings")
@@ -300,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("overrides", nargs="*", help="dotted key=value settings for every run")
     compare.set_defaults(run=_compare)
+    for command in (train, sft, evaluate, compare):
+        command.add_argument(
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="keep third-party progress bars (transformers' shard writing and the like)",
+        )
     lab = sub.add_parser(
         "lab", help="the paper's mechanism on small exact policies, hundreds of seeds per arm"
     )
@@ -338,10 +380,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 def main(argv: list[str] | None = None) -> int:
     from aem.envs.swe.bwrap import SandboxUnavailableError
+    from aem.progress import quiet_third_party_progress
     from aem.trainer.checkpoint import CheckpointError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(build_parser(), argv)
+    quiet_third_party_progress(args.verbose)
     try:
         return args.run(args)
     except (ConfigError, CheckpointError, SandboxUnavailableError, FileExistsError) as error:

@@ -215,6 +215,8 @@ def test_modulation_arms_and_their_run_settings(tmp_path):
         "aem": "aem",
         "empg": "empg",
     }
+    assert names["empg"].trainer.run_name == "grpo+empg/seed1"  # one tracker run per arm, seed
+    assert names["empg"].trainer.group == tmp_path.resolve().name  # grouped by sweep
     assert "--modulations aem,empg" in settings.command(tmp_path)
     assert SweepSettings.from_dict(settings.to_dict()) == settings
     default = SweepSettings("household", ("grpo",), 2, 0)

@@ -24,7 +24,16 @@ from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
 import aem
-from aem.algorithms import empg_modulate, spans_from_mask
+from aem.algorithms import (
+    AdvantageConfig,
+    AdvantageInputs,
+    aggregate_loss,
+    compute_advantages,
+    empg_modulate,
+    kl_penalty,
+    spans_from_mask,
+)
+from aem.algorithms.kl import importance_corrected_kl
 from aem.integrations.trl import AEMGRPOTrainer, modulate_completion_advantages
 from aem.policy import build_tiny_model, build_tokenizer
 
@@ -112,6 +121,7 @@ def make_trainer(
     *,
     rollout: bool = True,
     config: dict | None = None,
+    reward: object = None,
     **aem_options: object,
 ) -> GRPOTrainer:
     with warnings.catch_warnings():
@@ -119,7 +129,7 @@ def make_trainer(
         warnings.filterwarnings("ignore", message="You are using 'rollout_func'")  # experimental
         return trainer_class(
             model=tiny_policy(tokenizer),
-            reward_funcs=token_id_reward,
+            reward_funcs=reward or token_id_reward,
             args=grpo_config(tmp_path, **(config or {})),
             train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
             processing_class=tokenizer,
@@ -622,3 +632,77 @@ def test_empg_across_processes_equals_empg_on_the_gathered_batch():
         assert set(result.stats) == set(expected.stats)
     with pytest.raises(ValueError, match="modulation must be one of"):
         modulate_completion_advantages(*local[0], 3, modulation="gigpo")
+
+
+# ---------------------------------------------------------------- TRL's GRPO options in aem
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_std_scope_reproduces_trls_scale_rewards(tokenizer, tmp_path, scale):
+    """TRL's advantages for ``scale_rewards`` = aem's grpo with ``std_scope`` / ``norm_by_std``
+    and TRL's 1e-4 epsilon, on the rewards TRL computed."""
+    seen: list[list[float]] = []
+
+    def recorded(completion_ids: list[list[int]], **kwargs: object) -> list[float]:
+        seen.append(token_id_reward(completion_ids))
+        return seen[-1]
+
+    config = {"scale_rewards": scale}
+    trainer = make_trainer(GRPOTrainer, tokenizer, tmp_path, config=config, reward=recorded)
+    batch = score_batch(trainer)
+    rewards = torch.tensor(seen[-1])
+    assert rewards.view(-1, NUM_GENERATIONS).std(dim=1).min() > 0, "groups must differ"
+    inputs = AdvantageInputs(
+        response_mask=torch.ones(BATCH, 1, dtype=torch.bool),
+        group_id=groups(BATCH),
+        traj_id=torch.arange(BATCH),
+        turn=torch.zeros(BATCH, dtype=torch.long),
+        scores=rewards,
+    )
+    options = AdvantageConfig(
+        epsilon=1e-4,
+        norm_by_std=scale != "none",
+        std_scope="batch" if scale == "batch" else "group",
+    )
+    ours, _ = compute_advantages("grpo", inputs, options)
+    torch.testing.assert_close(ours[:, 0], batch["advantages"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("corrected", [False, True])
+def test_importance_corrected_kl_reproduces_trls_bias_correction(tokenizer, tmp_path, corrected):
+    """TRL's loss with ``beta`` > 0 and zero advantages is beta times its KL term; aem's k3 KL,
+    times the importance ratio when ``use_bias_correction_kl``, aggregated seq-mean-token-mean,
+    gives the same value and the same gradient."""
+    trainer = make_trainer(GRPOTrainer, tokenizer, tmp_path, config={"loss_type": "grpo"})
+    batch = score_batch(trainer)
+    trainer.beta = 0.1  # set after construction: no reference model is loaded, we supply its logps
+    trainer.args.use_bias_correction_kl = corrected
+    trainer.current_gradient_accumulation_steps = 1
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    width = batch["completion_ids"].shape[1]
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        log_p, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer, trainer.model, ids, attention, width
+        )
+    batch["advantages"] = torch.zeros(BATCH)
+    batch["old_per_token_logps"] = log_p + 0.3 * torch.randn(log_p.shape, generator=generator)
+    batch["ref_per_token_logps"] = log_p + 0.5 * torch.randn(log_p.shape, generator=generator)
+    mask = loss_mask(batch)
+    parameters = [p for p in trainer.model.parameters() if p.requires_grad]
+
+    trl_loss = trainer._compute_loss(trainer.model, batch)
+    trl_grads = torch.autograd.grad(trl_loss, parameters)
+
+    new_log_p, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+        trainer, trainer.model, ids, attention, width
+    )
+    kl = kl_penalty(new_log_p, batch["ref_per_token_logps"], "k3", clamp=None)
+    if corrected:
+        kl = importance_corrected_kl(kl, new_log_p, batch["old_per_token_logps"])
+    our_loss = 0.1 * aggregate_loss(kl, mask, "seq-mean-token-mean")
+    our_grads = torch.autograd.grad(our_loss, parameters)
+    torch.testing.assert_close(our_loss, trl_loss, rtol=1e-5, atol=1e-7)
+    for ours, theirs in zip(our_grads, trl_grads, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-7)

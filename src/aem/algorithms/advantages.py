@@ -9,7 +9,10 @@ Estimators:
 
 - ``grpo``: ``(score - group mean) / (group std + eps)`` (Shao et al. 2024), std Bessel-corrected
   as ``torch.std``; a group with a single sample gets mean 0 and std 1, as in verl.
-  ``norm_by_std=False`` gives Dr.GRPO (Liu et al. 2025). ``grpo_stats`` picks the samples:
+  ``norm_by_std=False`` gives Dr.GRPO (Liu et al. 2025). ``std_scope="batch"`` divides by the
+  std of all the batch's samples instead of the group's (TRL's ``scale_rewards="batch"``; TRL's
+  ``"group"`` is the default, its ``"none"`` is ``norm_by_std=False``; TRL adds 1e-4, set
+  ``epsilon``). ``grpo_stats`` picks the samples:
   ``"turn"`` (the default): every turn row of the group is a sample (verl-agent's default,
   ``compute_mean_std_cross_steps=True``).
   ``"trajectory"``: one score per trajectory, the score of its earliest turn. verl-agent with
@@ -21,7 +24,9 @@ Estimators:
 - ``rloo``: ``score - mean of the other trajectories' scores`` over the trajectories of the group
   (Ahmadian et al. 2024; DeepSWE/rLLM leave-one-out); a one-trajectory group gets 0. Trajectory
   scores are chosen as for ``grpo_stats="trajectory"``. When every row of a trajectory carries
-  the same score this equals verl's ``n/(n-1) * (score - mean)``.
+  the same score this equals verl's ``n/(n-1) * (score - mean)`` for groups of two or more
+  trajectories; a one-trajectory group gets 0 here and in verl's vectorised ``rloo``, while verl's
+  loop ``rloo`` keeps its raw score.
 - ``gae``: GAE (Schulman et al. 2016) over the concatenated response tokens of each trajectory in
   turn order: ``step_rewards[i]`` sits on the last response token of row ``i``, the value after
   the last token of a turn is the value of the next turn's first response token (0 after the last
@@ -68,6 +73,7 @@ __all__ = [
 ]
 
 GRPO_STATS: tuple[str, ...] = ("trajectory", "turn")
+STD_SCOPES: tuple[str, ...] = ("group", "batch")
 _WHITEN_EPS = 1e-8  # verl's masked_whiten: (x - mean) * rsqrt(var + 1e-8)
 
 
@@ -92,6 +98,7 @@ class AdvantageConfig:
     epsilon: float = 1e-6
     norm_by_std: bool = True  # grpo and both gigpo levels; False = Dr.GRPO
     grpo_stats: str = "turn"  # "turn" (verl-agent's cross-step statistics) or "trajectory"
+    std_scope: str = "group"  # grpo/gigpo episode std: "group" or "batch" (TRL scale_rewards)
     gamma: float = 1.0  # gae discount
     lam: float = 1.0  # gae lambda
     gae_whiten: bool = True  # verl whitens gae advantages over the batch's response tokens
@@ -150,6 +157,8 @@ def _check_config(config: AdvantageConfig) -> None:
     require_unit_interval("config.gamma", config.gamma)
     require_unit_interval("config.lam", config.lam)
     require_unit_interval("config.gigpo_step_gamma", config.gigpo_step_gamma)
+    if config.std_scope not in STD_SCOPES:
+        raise ValueError(f"config.std_scope must be one of {STD_SCOPES}, got {config.std_scope!r}")
     if config.grpo_stats not in GRPO_STATS:
         raise ValueError(
             f"config.grpo_stats must be one of {GRPO_STATS}, got {config.grpo_stats!r}"
@@ -291,7 +300,12 @@ def _grpo_rows(scores: Tensor, layout: _Layout, config: AdvantageConfig, by_std:
     mean, std, count = _segment_mean_std(samples, sample_group, layout.num_groups)
     mean = torch.where(count > 1, mean, 0.0)
     centred = scores - mean[layout.group]
-    return centred / (std[layout.group] + config.epsilon) if by_std else centred
+    if not by_std:
+        return centred
+    if config.std_scope == "batch":
+        _, batch_std, _ = _segment_mean_std(samples, torch.zeros_like(sample_group), 1)
+        return centred / (batch_std[0] + config.epsilon)
+    return centred / (std[layout.group] + config.epsilon)
 
 
 # ----------------------------------------------------------------------------- estimators

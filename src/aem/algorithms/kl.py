@@ -69,6 +69,16 @@ def kl_penalty(
     return gradient_carrier - gradient_carrier.detach() + value.detach()
 
 
+def importance_corrected_kl(kl: Tensor, log_prob: Tensor, old_log_prob: Tensor) -> Tensor:
+    """``kl * exp(log_prob - old_log_prob)``: the per-token KL estimate weighted by the token
+    importance ratio (with its gradient), TRL's ``use_bias_correction_kl`` for samples drawn
+    from the old policy."""
+    require_shape("log_prob", log_prob, kl.shape)
+    require_shape("old_log_prob", old_log_prob, kl.shape)
+    ratio = torch.exp(log_prob.to(kl.dtype) - old_log_prob.to(kl.dtype))
+    return kl * ratio
+
+
 def kl_kinds() -> list[str]:
     """Every accepted ``kind``: the estimators, verl's aliases, and each with a trailing ``"+"``."""
     names = [*KL_ESTIMATORS, *KL_ALIASES]

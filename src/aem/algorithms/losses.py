@@ -45,6 +45,8 @@ AGG_MODES: tuple[str, ...] = (
 PPO_LOG_RATIO_LIMIT = 20.0
 """PPO clamps ``log_prob - old_log_prob`` to ``[-20, 20]`` before ``exp`` (as verl)."""
 GSPO_LOG_RATIO_MAX = 10.0
+APPROX_KL_LOG_RATIO_BOUND = 20.0
+"""``approx_kl`` averages the log ratio clamped to [-20, 20], as verl's ``ppo_kl`` does."""
 """GSPO clamps the token-level log ratio from above at 10 before ``exp`` (as verl)."""
 
 
@@ -63,13 +65,18 @@ def aggregate_loss(
     - ``"seq-mean-token-sum"``: mean over rows of each row's token sum.
     - ``"seq-mean-token-sum-norm"``: mean over rows of each row's token sum divided by the constant
       ``norm_length`` (Dr. GRPO; pass the maximum response length so the scale is fixed during
-      training; ``None`` uses ``T``, the padded length of this batch). verl's ``agg_loss`` sums
-      these rows instead of averaging them (its value is this one times the number of non-empty
-      rows), which makes its scale depend on the micro-batch size.
+      training; ``None`` uses ``T``, the padded length of this batch). verl 0.9.1's ``agg_loss``
+      also averages over the non-empty rows.
 
     A mask with no kept token gives a zero loss that is still connected to the graph.
     """
     return _checked_aggregate("loss_mat", loss_mat, mask, mode, norm_length)
+
+
+def _approx_kl(log_ratio: Tensor, keep: Tensor) -> Tensor:
+    """Mean of ``-log_ratio`` clamped to +-20 over the kept tokens (verl's ``ppo_kl``)."""
+    bound = APPROX_KL_LOG_RATIO_BOUND
+    return _masked_mean(-log_ratio.clamp(-bound, bound), keep)
 
 
 def entropy_bonus(
@@ -244,7 +251,7 @@ def ppo_policy_loss(
     metrics = {
         "clipfrac": clipfrac,
         "clipfrac_lower": clipfrac_lower,
-        "approx_kl": _masked_mean(-log_ratio, keep),
+        "approx_kl": _approx_kl(log_ratio, keep),
         "ratio_mean": _masked_mean(ratio, keep),
     }
     return loss, {key: value.detach() for key, value in metrics.items()}
@@ -288,7 +295,7 @@ def gspo_policy_loss(
     metrics = {
         "clipfrac": clipped_rows,
         "clipfrac_lower": torch.zeros((), dtype=new.dtype, device=new.device),
-        "approx_kl": _masked_mean(-log_ratio, keep),
+        "approx_kl": _approx_kl(log_ratio, keep),
         "ratio_mean": _masked_mean(
             torch.exp(seq_log_ratio.clamp(max=GSPO_LOG_RATIO_MAX)), non_empty
         ),

@@ -33,7 +33,16 @@ RESERVED_KEYS = {
 }
 """Overrides the sweep sets itself, and the option that controls each instead."""
 
-IGNORED_FOR_IDENTITY = ("output_dir", "seed", "trainer.threads")
+IGNORED_FOR_IDENTITY = (
+    "output_dir",
+    "seed",
+    "trainer.threads",
+    "trainer.logger",
+    "trainer.experiment",
+    "trainer.run_name",
+    "trainer.group",
+)
+"""Settings that do not change what a run computes (where it runs and reports)."""
 
 EVAL_TASKS = 256
 """Held-out tasks per split a sweep evaluates unless told otherwise: one standard error of a
@@ -179,6 +188,9 @@ class SweepSettings:
                 extra.append(f"analysis.mask_quadrant={spec.mask}")
         if threads is not None:
             extra.append(f"trainer.threads={threads}")
+        given = {item.partition("=")[0] for item in self.overrides}
+        naming = {"trainer.run_name": spec.name, "trainer.group": sweep_dir.name}
+        extra += [f"{key}={value}" for key, value in naming.items() if key not in given]
         return self._config(extra)
 
     # ------------------------------------------------------------------ plan

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aem.compare.settings import RunSpec, SweepSettings, init_dir, write_sweep_file
+from aem.progress import format_duration
 from aem.trainer.checkpoint import latest_checkpoint
 from aem.trainer.config import TrainConfig
 from aem.trainer.metrics import read_metrics
@@ -46,16 +47,6 @@ class SweepProgress:
             f"run {self.finished_runs}/{self.total_runs} {self.finished_run} done "
             f"(sweep elapsed {format_duration(self.elapsed_seconds)}, ETA {eta})"
         )
-
-
-def format_duration(seconds: float) -> str:
-    """``1h02m``, ``3m05s`` or ``12s``."""
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from aem.algorithms.advantages import GRPO_STATS, advantage_estimators
+from aem.algorithms.advantages import GRPO_STATS, STD_SCOPES, advantage_estimators
 from aem.algorithms.analysis import QUADRANT_MASKS
 from aem.algorithms.kl import kl_kinds
 from aem.algorithms.losses import AGG_MODES, policy_losses
@@ -31,6 +31,7 @@ from aem.algorithms.modulation import ModulationConfig, modulations
 from aem.envs import names as env_names
 from aem.envs import spec as env_spec
 from aem.envs.registry import check_arguments
+from aem.trainer.trackers import TRACKERS, missing_tracker_library
 
 
 class _Section(BaseModel):
@@ -172,6 +173,14 @@ class AlgorithmConfig(_Section):
     entropy_coef: float = Field(0.0, ge=0.0, description="AEM needs none")
     grpo_stats: str = Field("turn", description="group statistics over turns or trajectories")
     norm_by_std: bool | None = None
+    std_scope: str = Field(
+        "group",
+        description="grpo: divide by the group's or the batch's std (TRL scale_rewards=group|batch;"
+        " its none is norm_by_std=false)",
+    )
+    kl_bias_correction: bool = Field(
+        False, description="KL term times the importance ratio (TRL use_bias_correction_kl)"
+    )
     advantage_eps: float = Field(1e-6, ge=0.0, description="added to the group std")
     dynamic_sampling: bool | None = None
     max_refills: int = Field(2, ge=0, description="dynamic sampling: extra rollouts at most")
@@ -220,6 +229,11 @@ class AlgorithmConfig(_Section):
     @classmethod
     def _grpo_stats(cls, value: str) -> str:
         return _one_of(value, GRPO_STATS)
+
+    @field_validator("std_scope")
+    @classmethod
+    def _std_scope(cls, value: str) -> str:
+        return _one_of(value, STD_SCOPES)
 
     def resolved(self) -> AlgorithmConfig:
         """This config with every ``None`` filled from the preset of ``name``."""
@@ -338,6 +352,31 @@ class TrainerConfig(_Section):
     iterations: int = Field(24, ge=0)
     checkpoint_every: int = Field(5, ge=1)
     threads: int = Field(1, ge=1, description="torch threads (speed: docs/benchmarks.md)")
+    logger: list[str] = Field(
+        default_factory=lambda: ["console", "tensorboard"],
+        description="where the run reports besides metrics.jsonl, as verl's trainer.logger: "
+        "console, tensorboard, wandb, mlflow (wandb/mlflow: extra aem[trackers])",
+    )
+    experiment: str = Field("aem", min_length=1, description="W&B project / MLflow experiment")
+    run_name: str | None = Field(None, description="tracker run name (default: the run folder)")
+    group: str | None = Field(None, description="tracker group (aem compare: the sweep)")
+
+    @field_validator("logger", mode="before")
+    @classmethod
+    def _logger(cls, value: Any) -> Any:
+        """``console,wandb`` or ``[console, wandb]``; every entry one of the trackers."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.strip("[]").split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            for name in value:
+                _one_of(name, list(TRACKERS))
+            if len(set(value)) != len(value):
+                raise ValueError(f"names a tracker twice: {list(value)}")
+            for name in value:
+                missing = missing_tracker_library(name)
+                if missing is not None:
+                    raise ValueError(missing)
+        return value
 
 
 class TrainConfig(_Section):

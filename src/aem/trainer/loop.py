@@ -30,6 +30,7 @@ from aem.trainer.config import TrainConfig
 from aem.trainer.curves import plot_run
 from aem.trainer.initial_policy import initial_policy, load_initial_policy
 from aem.trainer.metrics import MetricsWriter, PhaseTimer
+from aem.trainer.trackers import RunNaming, make_trackers
 
 logger = logging.getLogger(__name__)
 
@@ -336,6 +337,12 @@ class Trainer:
         called after each iteration (the CLI's progress bar)."""
         self.setup()
         cfg = self.config
+        naming = RunNaming(
+            self.run_dir, cfg.trainer.experiment, cfg.trainer.run_name, cfg.trainer.group
+        )
+        self.metrics.attach(
+            make_trackers(cfg.trainer.logger, self.run_dir, cfg.model_dump(mode="json"), naming)
+        )
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
@@ -364,7 +371,7 @@ class Trainer:
                     break
             if not self.stop_requested:
                 save_policy(self.model, self.tokenizer, self.run_dir / "final")
-            plot_run(self.run_dir)
+            self.metrics.log_artifact(plot_run(self.run_dir))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

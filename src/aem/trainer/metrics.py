@@ -1,4 +1,4 @@
-"""Per-iteration metrics: ``metrics.jsonl`` (one JSON object per line) and TensorBoard events."""
+"""Per-iteration metrics: ``metrics.jsonl`` (one JSON object per line), mirrored to trackers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aem.trainer.trackers import Tracker
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -35,26 +38,32 @@ class PhaseTimer:
 
 
 class MetricsWriter:
-    """Appends one record per iteration to ``metrics.jsonl`` and mirrors scalars to TensorBoard."""
+    """Appends one record per iteration to ``metrics.jsonl`` and mirrors its numbers to the
+    attached trackers (:mod:`aem.trainer.trackers`: TensorBoard, W&B, MLflow)."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / METRICS_FILE
-        self._tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        self.trackers: list[Tracker] = []
 
-            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    def attach(self, trackers: list[Tracker]) -> None:
+        self.trackers = list(trackers)
 
     def write(self, record: dict[str, Any]) -> None:
         clean = {key: _jsonable(value) for key, value in record.items()}
         with self.path.open("a") as handle:
             handle.write(json.dumps(clean, sort_keys=True) + "\n")
-        if self._tb is not None:
-            step = int(record["iteration"])
-            for key, value in clean.items():
-                if isinstance(value, (int, float)) and key != "iteration" and value is not None:
-                    self._tb.add_scalar(key, value, step)
-            self._tb.flush()
+        numbers = {
+            key: float(value)
+            for key, value in clean.items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and key != "iteration"
+        }
+        for tracker in self.trackers:
+            tracker.log_metrics(numbers, int(record["iteration"]))
+
+    def log_artifact(self, path: Path | None) -> None:
+        if path is not None and Path(path).exists():
+            for tracker in self.trackers:
+                tracker.log_artifact(Path(path))
 
     def truncate_after(self, iteration: int) -> None:
         """Drop records of iterations > ``iteration`` (they came after the checkpoint we resume)."""
@@ -67,8 +76,9 @@ class MetricsWriter:
         tmp.replace(self.path)
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from aem.algorithms.advantages import AdvantageConfig, AdvantageInputs, compute_advantages
 from aem.algorithms.analysis import predicted_entropy_drift, quadrant_keep_mask, span_quadrants
-from aem.algorithms.kl import kl_penalty
+from aem.algorithms.kl import importance_corrected_kl, kl_penalty
 from aem.algorithms.losses import (
     PolicyLossConfig,
     aggregate_loss,
@@ -120,6 +120,7 @@ def advantage_config(algo: AlgorithmConfig) -> AdvantageConfig:
         epsilon=algo.advantage_eps,
         norm_by_std=bool(algo.norm_by_std),
         grpo_stats=algo.grpo_stats,
+        std_scope=algo.std_scope,
         gamma=algo.gamma,
         lam=algo.lam,
         gae_whiten=algo.gae_whiten,
@@ -294,11 +295,12 @@ def update_policy(
         metrics["actor/pg_loss"] = _finite("the policy loss", float(pg_loss.detach()))
         loss = pg_loss
         if "ref_log_probs" in part and algo.kl_coef > 0:
-            kl = aggregate_loss(
-                kl_penalty(log_probs, part["ref_log_probs"], algo.kl_kind, algo.kl_clamp),
-                mask,
-                algo.agg_mode,
-            )
+            per_token_kl = kl_penalty(log_probs, part["ref_log_probs"], algo.kl_kind, algo.kl_clamp)
+            if algo.kl_bias_correction:  # TRL's use_bias_correction_kl
+                per_token_kl = importance_corrected_kl(
+                    per_token_kl, log_probs, part["old_log_probs"]
+                )
+            kl = aggregate_loss(per_token_kl, mask, algo.agg_mode)
             loss = loss + algo.kl_coef * kl
             metrics["actor/kl"] = float(kl.detach())
         if algo.entropy_coef > 0:
