@@ -456,6 +456,19 @@ def test_a_completion_without_a_loss_token_must_be_left_out_of_the_statistics():
         modulate_completion_advantages(advantages, entropy, mask, 2, span="row")
 
 
+def gathered_batch(local: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """The processes' ``(advantages, entropy, mask)`` as one batch, right-padded to the widest."""
+    width = max(entropy.shape[1] for _, entropy, _ in local)
+
+    def padded(tensor: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(tensor, (0, width - tensor.shape[1]))
+
+    advantages = torch.cat([advantages for advantages, _, _ in local])
+    entropy = torch.cat([padded(entropy) for _, entropy, _ in local])
+    mask = torch.cat([padded(mask) for _, _, mask in local])
+    return advantages, entropy, mask
+
+
 def run_processes(world: int, worker) -> list:
     """Run ``worker(rank, gather)`` in ``world`` threads whose ``gather`` concatenates each
     process's tensor in rank order, after padding every one with zero rows to the longest (what
@@ -503,14 +516,8 @@ def test_groups_spanning_processes_match_the_gathered_batch(span):
         )  # fmt: skip
 
     results = run_processes(world, worker)
-    width = max(entropy.shape[1] for _, entropy, _ in local)
-
-    def padded(tensor: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pad(tensor, (0, width - tensor.shape[1]))
-
-    advantages = torch.cat([advantages for advantages, _, _ in local])
-    entropy = torch.cat([padded(entropy) for _, entropy, _ in local])
-    mask = torch.cat([padded(mask) for _, _, mask in local])
+    advantages, entropy, mask = gathered_batch(local)
+    width = entropy.shape[1]
     tokens = advantages[:, None].expand(-1, width)
     if span == "turn":
         expected, stats = per_turn(tokens, entropy, mask, groups(6, 2), temperature=2.0)
@@ -600,14 +607,8 @@ def test_empg_across_processes_equals_empg_on_the_gathered_batch():
         )  # fmt: skip
 
     results = run_processes(world, worker)
-    width = max(entropy.shape[1] for _, entropy, _ in local)
-
-    def padded(tensor: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pad(tensor, (0, width - tensor.shape[1]))
-
-    advantages = torch.cat([advantages for advantages, _, _ in local])
-    entropy = torch.cat([padded(entropy) for _, entropy, _ in local])
-    mask = torch.cat([padded(mask) for _, _, mask in local])
+    advantages, entropy, mask = gathered_batch(local)
+    width = entropy.shape[1]
     spans = spans_from_mask(mask)
     turns, seen = [], {}
     for row in spans.span_row.tolist():
