@@ -192,3 +192,22 @@ def test_a_user_registered_estimator_and_modulation_train_from_the_cli(tmp_path,
     record = read_metrics(run)[1]
     assert calls == ["estimator", "modulation"] and record["halve/on"] == 1.0
     assert record["aem/weight_span_std"] == 0.0 and "aem/weight_max" not in record
+
+
+@pytest.mark.parametrize("layout", ["turn", "trajectory"])
+def test_empg_with_same_batch_drift_runs_and_logs_both(tmp_path, layout):
+    """``modulation=empg`` and ``analysis.same_batch_drift`` in a whole run, in both layouts:
+    EMPG's statistics instead of AEM's, and the same-batch measurement beside its prediction."""
+    _, records = train(
+        tmp_path,
+        "modulation=empg",
+        "empg.zeta=0.2",
+        "analysis.same_batch_drift=true",
+        f"rollout.layout={layout}",
+    )
+    for record in (r for r in records if r["iteration"] >= 0):
+        assert {"empg/scale_min", "empg/next_step_frac", "time/drift"} <= set(record)
+        aem_keys = {key for key in record if key.startswith("aem/")}
+        assert aem_keys == {"aem/weight_span_std"}  # the span weights' spread, any modulation
+        assert math.isfinite(record["drift/same_batch_measured"])
+        assert math.isfinite(record["drift/same_batch_token_prediction"])
