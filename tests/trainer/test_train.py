@@ -86,6 +86,45 @@ def test_every_preset_learns_from_trajectory_rows(tmp_path, preset):
         assert "aem/weight_max" in record and record["rollout/context_full"] == 0
 
 
+def test_dynamic_sampling_rolls_out_generation_tasks_in_one_batch(tmp_path):
+    """generation_tasks=3 with rollout.tasks=2: every rollout batch is 3 tasks x group_size
+    trajectories, at most rollout.tasks informative groups are kept."""
+    _, records = train(
+        tmp_path,
+        "algorithm=dapo",
+        "algorithm.generation_tasks=3",
+        "algorithm.max_refills=1",
+        "trainer.iterations=3",
+    )
+    group_size = load_config(overrides=TINY).rollout.group_size
+    trained = [r for r in records if r["iteration"] >= 0]
+    assert len(trained) == 3
+    for record in trained:
+        batches = record["rollout/refills"] + 1
+        assert record["rollout/trajectories"] == batches * 3 * group_size
+        assert 0 <= record["rollout/kept_groups"] <= 2
+        assert record["rollout/informative_group_frac"] * 3 == pytest.approx(
+            round(record["rollout/informative_group_frac"] * 3)
+        )
+
+
+def test_generation_tasks_equal_to_tasks_changes_nothing(tmp_path):
+    _, default = train(tmp_path, "algorithm=dapo", name="default")
+    config = load_config(overrides=TINY)
+    _, same = train(
+        tmp_path,
+        "algorithm=dapo",
+        f"algorithm.generation_tasks={config.rollout.tasks}",
+        name="same",
+    )
+    assert comparable(same) == comparable(default)
+
+
+def test_generation_tasks_without_dynamic_sampling_is_refused():
+    with pytest.raises(ConfigError, match="algorithm.generation_tasks=8 needs dynamic sampling"):
+        load_config(overrides=[*TINY, "algorithm=grpo", "algorithm.generation_tasks=8"])
+
+
 def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path):
     train(tmp_path, "trainer.iterations=3", name="full")
     full = read_metrics(tmp_path / "full")

@@ -184,6 +184,12 @@ class AlgorithmConfig(_Section):
     advantage_eps: float = Field(1e-6, ge=0.0, description="added to the group std")
     dynamic_sampling: bool | None = None
     max_refills: int = Field(2, ge=0, description="dynamic sampling: extra rollouts at most")
+    generation_tasks: int | None = Field(
+        None,
+        ge=1,
+        description="dynamic sampling: tasks rolled out in one batch, first and per refill "
+        "(verl's data.gen_batch_size); None = rollout.tasks",
+    )
     overlong_buffer: float | None = Field(
         None,
         ge=0.0,
@@ -423,6 +429,16 @@ class TrainConfig(_Section):
     def _aem_not_both_on_and_off(self) -> TrainConfig:
         if self.modulation == "aem" and not self.aem.enabled:
             raise ValueError("modulation=aem contradicts aem.enabled=false; set one of them")
+        return self
+
+    @model_validator(mode="after")
+    def _generation_tasks_need_dynamic_sampling(self) -> TrainConfig:
+        algo = self.algorithm.resolved()
+        if algo.generation_tasks is not None and not algo.dynamic_sampling:
+            raise ValueError(
+                f"algorithm.generation_tasks={algo.generation_tasks} needs dynamic sampling, "
+                f"which algorithm={algo.name} has off; set algorithm.dynamic_sampling=true"
+            )
         return self
 
     @model_validator(mode="after")

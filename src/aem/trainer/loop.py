@@ -102,8 +102,9 @@ class Trainer:
             **cfg.env.env_kwargs(),
         }
         self.pool = EnvPool(
-            cfg.env.name, cfg.rollout.tasks * cfg.rollout.group_size, env_kwargs, cfg.env.workers
-        )
+            cfg.env.name, self._generation_tasks() * cfg.rollout.group_size, env_kwargs,
+            cfg.env.workers,
+        )  # fmt: skip
         self._eval_pools: dict[str, EnvPool] = {}
         self.metrics = MetricsWriter(self.run_dir)
         if checkpoint is not None:
@@ -196,38 +197,50 @@ class Trainer:
             layout=cfg.rollout.layout,
         )
 
+    def _generation_tasks(self) -> int:
+        """Tasks per rollout batch: ``rollout.tasks``, or with dynamic sampling
+        ``generation_tasks`` when set."""
+        if self.algo.dynamic_sampling and self.algo.generation_tasks is not None:
+            return self.algo.generation_tasks
+        return self.config.rollout.tasks
+
     def _task_seeds(self, count: int) -> list[int]:
         return [self.py_random.randrange(2**31) for _ in range(count)]
 
     def collect(self) -> tuple[SpanBatch, dict[str, float]]:
         """One iteration's training batch and the episode metrics of everything rolled out.
 
-        With dynamic sampling (DAPO) groups whose trajectories all got the same return are dropped
-        and refilled by new rollouts, at most ``max_refills`` times."""
+        With dynamic sampling (DAPO) groups whose trajectories all got the same return are dropped;
+        ``generation_tasks`` tasks are rolled out in one batch (more than ``rollout.tasks`` buys
+        the kept groups in one pass), then again at most ``max_refills`` times until
+        ``rollout.tasks`` groups are kept."""
         r = self.config.rollout
-        batch = self._rollout(
-            self.pool, self._task_seeds(r.tasks), r.group_size, r.temperature, self.sample_generator
-        )
         if not self.algo.dynamic_sampling:
-            return batch, episode_metrics(batch)
-        rolled = [batch]
-        kept = batch.select_groups(informative_groups(batch))
-        refills = 0
-        while _num_groups(kept) < r.tasks and refills < self.algo.max_refills:
-            refills += 1
-            extra = self._rollout(
-                self.pool,
-                self._task_seeds(r.tasks),
-                r.group_size,
-                r.temperature,
+            batch = self._rollout(
+                self.pool, self._task_seeds(r.tasks), r.group_size, r.temperature,
                 self.sample_generator,
+            )  # fmt: skip
+            return batch, episode_metrics(batch)
+        generation_tasks = self._generation_tasks()
+        rolled: list[SpanBatch] = []
+        kept_parts: list[SpanBatch] = []
+        kept_groups = 0
+        while kept_groups < r.tasks and len(rolled) <= self.algo.max_refills:
+            seeds = self._task_seeds(generation_tasks)
+            extra = self._rollout(
+                self.pool, seeds, r.group_size, r.temperature, self.sample_generator
             )
             rolled.append(extra)
-            kept = SpanBatch.concat([kept, extra.select_groups(informative_groups(extra))])
+            informative = informative_groups(extra)
+            kept_parts.append(extra.select_groups(informative))
+            kept_groups += len(informative)
+        kept = SpanBatch.concat(kept_parts)
         kept = kept.select_groups(sorted(set(kept["group"].tolist()))[: r.tasks])
         stats = episode_metrics(SpanBatch.concat(rolled))
-        stats["rollout/informative_group_frac"] = len(informative_groups(batch)) / r.tasks
-        stats["rollout/refills"] = float(refills)
+        stats["rollout/informative_group_frac"] = len(informative_groups(rolled[0])) / (
+            generation_tasks
+        )
+        stats["rollout/refills"] = float(len(rolled) - 1)
         stats["rollout/kept_groups"] = float(_num_groups(kept))
         return kept, stats
 
