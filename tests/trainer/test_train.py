@@ -121,7 +121,7 @@ def test_generation_tasks_equal_to_tasks_changes_nothing(tmp_path):
 
 
 def test_generation_tasks_without_dynamic_sampling_is_refused():
-    with pytest.raises(ConfigError, match="algorithm.generation_tasks=8 needs dynamic sampling"):
+    with pytest.raises(ConfigError, match=r"algorithm\.generation_tasks=8 needs dynamic sampling"):
         load_config(overrides=[*TINY, "algorithm=grpo", "algorithm.generation_tasks=8"])
 
 
