@@ -14,25 +14,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from aem.policy import build_tiny_model, build_tokenizer
-
-TASK_WORDS = ("apple", "mug", "knife", "towel", "lamp", "book", "plate", "pen")
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from bench_policy import timed_calls
+from bench_vs_trl import tiny_policy
 
 
 def main() -> None:
@@ -42,11 +29,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    corpus = [f"Task: name the {w}\nObs 1: You see a {w} on the table.\n" for w in TASK_WORDS]
-    tokenizer = build_tokenizer([*corpus, "<action>take the apple</action>"] * 8, 400)
-    model = build_tiny_model(
-        tokenizer, hidden_size=96, layers=3, heads=4, kv_heads=2, intermediate=256, seed=0
-    )
+    model, _ = tiny_policy()
     vocab = model.config.vocab_size
     ids = torch.randint(5, vocab - 1, (args.rows, args.tokens), generator=torch.Generator())
 
@@ -57,7 +40,7 @@ def main() -> None:
     with FlopCounterMode(display=False) as counter:
         train_pass()
     flops = counter.get_total_flops()
-    seconds = median_seconds(train_pass, args.repeats)
+    seconds = statistics.median(timed_calls(train_pass, args.repeats))
     tokens = args.rows * args.tokens
     print(f"tiny Qwen2 {sum(p.numel() for p in model.parameters()):,} parameters, vocab {vocab}")
     print(f"forward + backward over {args.rows} x {args.tokens} tokens: {flops / 1e9:.2f} GFLOP")
@@ -68,7 +51,7 @@ def main() -> None:
         rates = []
         for dtype in (torch.float32, torch.bfloat16):
             a, b = left.to(dtype), right.to(dtype)
-            seconds = median_seconds(lambda a=a, b=b: a @ b, 3 * args.repeats)
+            seconds = statistics.median(timed_calls(lambda a=a, b=b: a @ b, 3 * args.repeats))
             rates.append(2 * tokens * inner * outer / seconds)
         print(f"| {tokens} x {inner} x {outer} | {rates[0] / 1e9:.1f} | {rates[1] / 1e9:.1f} |")
 

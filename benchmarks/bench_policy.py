@@ -43,16 +43,21 @@ def corpus(lines: int, seed: int) -> list[str]:
     return out
 
 
-def best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Best of ``repeats`` timed calls after one warm-up (the machine is shared: the minimum is
-    the least disturbed measurement, as in ``timeit``)."""
+def timed_calls(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn`` after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return times
+
+
+def best_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Best of ``repeats`` timed calls after one warm-up (the machine is shared: the minimum is
+    the least disturbed measurement, as in ``timeit``)."""
+    return min(timed_calls(fn, repeats))
 
 
 def main() -> None:

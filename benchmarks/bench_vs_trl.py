@@ -67,19 +67,25 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def build_model(directory: Path, args: argparse.Namespace) -> None:
-    """The main job's tiny Qwen2 shape (``model.tiny`` defaults) unless told otherwise."""
+def tiny_policy(hidden: int = 96, layers: int = 3, seed: int = 0) -> tuple[Any, Any]:
+    """``(model, tokenizer)``: the main job's tiny Qwen2 shape (``model.tiny`` defaults) unless
+    told otherwise, over a tokenizer of the bench's prompts."""
     corpus = [f"Task: name the {w}\nObs 1: You see a {w} on the table.\n" for w in TASK_WORDS]
     tokenizer = build_tokenizer([*corpus, "<action>take the apple</action>"] * 8, 400)
     model = build_tiny_model(
         tokenizer,
-        hidden_size=args.hidden,
-        layers=args.layers,
+        hidden_size=hidden,
+        layers=layers,
         heads=4,
         kv_heads=2,
-        intermediate=args.hidden * 8 // 3,
-        seed=args.seed,
+        intermediate=hidden * 8 // 3,
+        seed=seed,
     )
+    return model, tokenizer
+
+
+def build_model(directory: Path, args: argparse.Namespace) -> None:
+    model, tokenizer = tiny_policy(args.hidden, args.layers, args.seed)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 
