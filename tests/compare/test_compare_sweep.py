@@ -174,6 +174,23 @@ def test_interrupted_sweep_continues_and_resumes_the_cut_run(tmp_path):
     assert [json.loads(line)["iteration"] for line in lines] == [-1, 0, 1]
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_seeds_starting_policy_is_built_when_its_runs_are_due(tmp_path, jobs):
+    """A sweep cut during seed 0 has built seed 0's policy only (seed 1's waits for its runs);
+    continued, it builds seed 1's and finishes every run."""
+    settings = _settings(analysis_iterations=0)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(settings, tmp_path, on_progress=StopAfter(1))
+    assert (tmp_path / "init" / "seed0").is_dir() and not (tmp_path / "init" / "seed1").exists()
+    result = run_sweep(settings, tmp_path, jobs=jobs)
+    assert not result.failed and (tmp_path / "init" / "seed1").is_dir()
+    assert all(
+        (tmp_path / "runs" / arm / f"seed{s}" / "final").is_dir()
+        for arm in MAIN_ARMS
+        for s in (0, 1)
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -1,4 +1,5 @@
-"""Run a sweep: one shared starting policy per seed, then every run, resumably.
+"""Run a sweep: one shared starting policy per seed, built when the seed's first run is due (so
+a cut sweep holds whole seeds, not ten starting policies and no run), then every run, resumably.
 
 A run whose ``final/`` exists and whose metrics reach its last iteration is reused; one with a
 checkpoint is resumed; anything else starts (again) from scratch. ``jobs > 1`` trains that many
@@ -185,13 +186,10 @@ def run_sweep(
             pending.append((spec, status))
     tracker.report(f"{len(result.reused)} finished run(s) reused")
     tracker.start_training()
-    seeds = sorted(
-        {spec.seed for spec, _ in pending if not init_dir(sweep_dir, spec.seed).is_dir()}
-    )
     if jobs == 1:
-        _run_here(settings, sweep_dir, seeds, pending, tracker, result)
+        _run_here(settings, sweep_dir, pending, tracker, result)
     else:
-        _run_pool(settings, sweep_dir, seeds, pending, tracker, result, jobs)
+        _run_pool(settings, sweep_dir, pending, tracker, result, jobs)
     return result
 
 
@@ -202,16 +200,16 @@ def _record(result: SweepResult, spec: RunSpec, status: RunStatus) -> None:
 def _run_here(
     settings: SweepSettings,
     sweep_dir: Path,
-    seeds: list[int],
     pending: list[tuple[RunSpec, RunStatus]],
     tracker: _Tracker,
     result: SweepResult,
 ) -> None:
-    for seed in seeds:
-        tracker.report(f"building the starting policy of seed {seed}")
-        config = settings.init_config(seed)
-        build_init(config.model_dump(), str(init_dir(sweep_dir, seed)), config.trainer.threads)
     for spec, status in pending:
+        if not init_dir(sweep_dir, spec.seed).is_dir():  # built when its seed's turn comes
+            tracker.report(f"building the starting policy of seed {spec.seed}")
+            config = settings.init_config(spec.seed)
+            directory = str(init_dir(sweep_dir, spec.seed))
+            build_init(config.model_dump(), directory, config.trainer.threads)
         config = settings.run_config(spec, sweep_dir).model_dump()
         tracker.report(f"{spec.name}: {'resuming' if status == 'resume' else 'training'}")
 
@@ -237,40 +235,53 @@ def _run_here(
 def _run_pool(
     settings: SweepSettings,
     sweep_dir: Path,
-    seeds: list[int],
     pending: list[tuple[RunSpec, RunStatus]],
     tracker: _Tracker,
     result: SweepResult,
     jobs: int,
 ) -> None:
+    """``jobs`` worker processes, kept busy in the plan's order (seed by seed): a run starts
+    once its seed's starting policy exists, which a free worker builds when no run can start."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    queue = list(pending)
+    building: dict[Future, int] = {}
+    training: dict[Future, tuple[RunSpec, RunStatus]] = {}
     try:
-        if seeds:
-            tracker.report(f"building the starting policies of seeds {seeds}")
-            inits = [
-                pool.submit(
-                    build_init,
-                    settings.init_config(seed).model_dump(),
-                    str(init_dir(sweep_dir, seed)),
-                    1,
+        while queue or building or training:
+            while len(building) + len(training) < jobs and queue:
+                ready = next(
+                    (item for item in queue if init_dir(sweep_dir, item[0].seed).is_dir()), None
                 )
-                for seed in seeds
-            ]
-            for future in inits:
-                future.result()
-        futures: dict[Future, tuple[RunSpec, RunStatus]] = {}
-        for spec, status in pending:
-            config = settings.run_config(spec, sweep_dir, threads=1).model_dump()
-            future = pool.submit(
-                train_run, config, str(spec.run_dir(sweep_dir)), status == "resume"
-            )
-            futures[future] = (spec, status)
-        remaining = set(futures)
-        while remaining:
-            finished, remaining = wait(remaining, timeout=1.0, return_when=FIRST_COMPLETED)
+                if ready is not None:
+                    queue.remove(ready)
+                    spec, status = ready
+                    config = settings.run_config(spec, sweep_dir, threads=1).model_dump()
+                    future = pool.submit(
+                        train_run, config, str(spec.run_dir(sweep_dir)), status == "resume"
+                    )
+                    training[future] = ready
+                    continue
+                unbuilt = [spec.seed for spec, _ in queue if spec.seed not in building.values()]
+                if not unbuilt:
+                    break  # every queued run waits for a policy being built
+                seed = unbuilt[0]
+                tracker.report(f"building the starting policy of seed {seed}")
+                config = settings.init_config(seed).model_dump()
+                future = pool.submit(build_init, config, str(init_dir(sweep_dir, seed)), 1)
+                building[future] = seed
+            finished, _ = wait([*building, *training], timeout=1.0, return_when=FIRST_COMPLETED)
             for future in finished:
-                spec, status = futures[future]
+                if future in building:
+                    seed = building.pop(future)
+                    error = future.exception()
+                    if error is not None:  # the seed's runs cannot start: record them as failed
+                        logger.error("starting policy of seed %d failed: %s", seed, error)
+                        for spec, _ in [item for item in queue if item[0].seed == seed]:
+                            result.failed[spec.name] = f"{type(error).__name__}: {error}"
+                        queue = [item for item in queue if item[0].seed != seed]
+                    continue
+                spec, status = training.pop(future)
                 error = future.exception()
                 if error is not None:
                     logger.error("run %s failed: %s", spec.name, error)
@@ -280,7 +291,7 @@ def _run_pool(
                     raise KeyboardInterrupt(f"stopped during {spec.name} (checkpointed)")
                 _record(result, spec, status)
                 tracker.run_finished(spec)
-            running = [futures[f][0] for f in remaining]
+            running = [spec for spec, _ in training.values()]
             for spec in running:
                 tracker.refresh(spec)
             tracker.report(f"{len(running)} run(s) in progress")
