@@ -14,10 +14,12 @@ and for the whole step as samples (completions) per second, with aem / TRL ratio
 Phases. aem: rollout (generation and the environment), scoring (the old-log-prob pass that also
 gives AEM its token entropy), advantage + AEM, update. TRL: generation (``_generate``), scoring
 (the rest of ``_generate_and_score_completions``: rewards, advantages; with ``num_iterations=1``
-TRL skips the old-log-prob pass), update (the rest of the training step). What differs, on
-purpose: aem always scores the batch once before the update (AEM's entropy comes from there);
-responses end at the model's stop token (aem: ``</action>``, TRL: EOS), so the mean response
-lengths are printed and samples/s is also given as tokens/s.
+TRL skips the old-log-prob pass), update (the rest of the training step). With ``--scoring
+fused`` (the default) aem does the same: ``optim.fused_scoring`` takes the old log-probs and
+AEM's entropy from the update's own forward, which then shows as aem's "scoring" (its "update"
+is the backward and the step); ``--scoring separate`` runs aem's separate scoring pass. What
+differs, on purpose: responses end at the model's stop token (aem: ``</action>``, TRL: EOS), so
+the mean response lengths are printed and samples/s is also given as tokens/s.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def aem_trainer(model_dir: Path, run_dir: Path, args: argparse.Namespace) -> Tra
             "rollout.temperature=1.0",
             f"optim.lr={args.lr}",
             "optim.epochs=1",
+            f"optim.fused_scoring={str(args.scoring == 'fused').lower()}",
             f"optim.mini_batch_rows={args.tasks * args.group}",
             "eval.every=0",
             "trainer.threads=1",
@@ -203,7 +206,8 @@ class TRLTimer:
 
 def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     torch.set_num_threads(1)
-    aem.envs.register(ENV_NAME, SingleTurnEnv, eval_split="train")
+    if ENV_NAME not in aem.envs.names():  # once per process
+        aem.envs.register(ENV_NAME, SingleTurnEnv, eval_split="train")
     samples = args.tasks * args.group
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
@@ -271,6 +275,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=3, help="model depth (main job: 3)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scoring",
+        choices=("fused", "separate"),
+        default="fused",
+        help="aem's old log-probs and entropy from the update's own forward (optim.fused_scoring,"
+        " like TRL's num_iterations=1; aem's 'scoring' then holds that forward) or a separate pass",
+    )
     args = parser.parse_args()
     result = run(args)
     samples = result["samples"]["per_step"]

@@ -14,12 +14,13 @@ pytest.importorskip("trl", reason="TRL is an optional extra of aem: pip install 
 BENCH = Path(__file__).parents[2] / "benchmarks" / "bench_vs_trl.py"
 
 
-def test_both_trainers_take_the_same_number_of_timed_steps():
+@pytest.mark.parametrize("scoring", ["fused", "separate"])
+def test_both_trainers_take_the_same_number_of_timed_steps(scoring):
     spec = importlib.util.spec_from_file_location("bench_vs_trl", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     args = argparse.Namespace(
-        steps=2, tasks=2, group=2, tokens=6, hidden=32, layers=1, lr=1e-4, seed=0
+        steps=2, tasks=2, group=2, tokens=6, hidden=32, layers=1, lr=1e-4, seed=0, scoring=scoring
     )
     result = bench.run(args)
     assert result["samples"] == {"per_step": 4.0, "steps": 2.0}

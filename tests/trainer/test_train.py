@@ -86,6 +86,19 @@ def test_every_preset_learns_from_trajectory_rows(tmp_path, preset):
         assert "aem/weight_max" in record and record["rollout/context_full"] == 0
 
 
+@pytest.mark.parametrize("layout", ["turn", "trajectory"])
+def test_fused_scoring_learns_in_one_step_per_batch(tmp_path, layout):
+    """optim.fused_scoring: no separate scoring pass; AEM's weights and one step per batch."""
+    _, records = train(
+        tmp_path, "optim.fused_scoring=true", f"rollout.layout={layout}", "optim.mini_batch_rows=1"
+    )
+    trained = [r for r in records if r["iteration"] >= 0]
+    assert len(trained) == 2
+    for record in trained:
+        assert math.isfinite(record["actor/pg_loss"]) and record["actor/clipfrac"] == 0.0
+        assert "aem/weight_max" in record and record["time/scoring"] > 0
+
+
 def test_dynamic_sampling_rolls_out_generation_tasks_in_one_batch(tmp_path):
     """generation_tasks=3 with rollout.tasks=2: every rollout batch is 3 tasks x group_size
     trajectories, at most rollout.tasks informative groups are kept."""

@@ -15,7 +15,13 @@ from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.policy.value import CriticModel
 from aem.trainer.config import AlgorithmConfig, OptimConfig
-from aem.trainer.phases import update_critic, update_policy
+from aem.trainer.phases import (
+    score,
+    score_for_update,
+    update_critic,
+    update_policy,
+    update_policy_fused,
+)
 
 AGG_MODES = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
 
@@ -105,3 +111,43 @@ def test_a_non_finite_policy_loss_is_refused(model) -> None:
     batch["advantages"][0, 0] = float("inf")
     with pytest.raises(ValueError, match=r"advantages must be finite, got inf at index \(0, 0\)"):
         update_policy(batch, PolicyRunner(model), optimizer, algo, OptimConfig(), generator)
+
+
+@pytest.mark.parametrize("layout", ["turn", "trajectory"])
+@pytest.mark.parametrize(("loss", "agg_mode"), [("ppo", m) for m in AGG_MODES] + [("gspo", None)])
+def test_fused_scoring_takes_the_step_of_scoring_then_updating(model, layout, loss, agg_mode):
+    """optim.fused_scoring: the old log-probs and entropy from the update's own forward equal
+    the scoring pass's, and the one step on them equals the step of one whole mini-batch."""
+    preset = "gspo" if loss == "gspo" else "grpo"
+    algo = AlgorithmConfig(name=preset, agg_mode=agg_mode, entropy_coef=0.01).resolved()
+    optim = OptimConfig(lr=1e-2, mini_batch_rows=10**6, micro_batch_tokens=40)
+    models = {}
+    batches = {}
+    for fused in (False, True):
+        trained = copy.deepcopy(model)
+        batch, runner = random_batch(layout), PolicyRunner(trained)
+        optimizer = torch.optim.SGD(trained.parameters(), lr=1e-2)
+        if fused:
+            held = score_for_update(batch, runner, entropy_graph=True, rows_per_chunk=3)
+            metrics = update_policy_fused(batch, held, runner, optimizer, algo, optim)
+        else:
+            score(batch, runner)
+            generator = torch.Generator().manual_seed(1)
+            metrics = update_policy(batch, runner, optimizer, algo, optim, generator)
+        models[fused], batches[fused] = (trained, metrics), batch
+        assert not trained.training
+    for name in ("old_log_probs", "entropy"):
+        torch.testing.assert_close(batches[True][name], batches[False][name], atol=1e-5, rtol=0)
+    (fused, fused_metrics), (plain, plain_metrics) = models[True], models[False]
+    for (name, a), (_, b) in zip(fused.named_parameters(), plain.named_parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+    assert not torch.equal(fused.lm_head.weight, model.lm_head.weight)  # it did train
+    assert fused_metrics["actor/clipfrac"] == 0.0  # the ratio is exactly 1
+    assert fused_metrics["actor/approx_kl"] == 0.0
+    for key in ("actor/pg_loss", "actor/kl", "actor/grad_norm"):
+        assert fused_metrics[key] == pytest.approx(plain_metrics[key], rel=1e-4, abs=1e-6), key
+
+
+def test_fused_scoring_needs_one_epoch():
+    with pytest.raises(ValueError, match=r"optim\.fused_scoring needs optim\.epochs=1"):
+        OptimConfig(fused_scoring=True, epochs=2)

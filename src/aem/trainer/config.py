@@ -294,12 +294,28 @@ class OptimConfig(_Section):
     grad_clip: float = Field(1.0, gt=0.0)
     epochs: int = Field(1, ge=1, description="PPO epochs over each batch")
     mini_batch_rows: int = Field(256, ge=1)
+    fused_scoring: bool = Field(
+        False,
+        description="one step per batch from the scoring pass's own forward (TRL's "
+        "num_iterations=1): old log-probs and entropy come from it, no separate scoring pass; "
+        "needs epochs=1, the whole batch is one mini-batch (mini_batch_rows unused) and its "
+        "graph is held until the step",
+    )
     micro_batch_tokens: int = Field(
         16384,
         ge=1,
         description="padded tokens per forward/backward: a mini-batch runs as length-sorted "
         "micro-batches with accumulated gradients (same step, less padding and memory)",
     )
+
+    @model_validator(mode="after")
+    def _fused_scoring_takes_one_epoch(self) -> OptimConfig:
+        if self.fused_scoring and self.epochs != 1:
+            raise ValueError(
+                f"optim.fused_scoring needs optim.epochs=1 (the old log-probs are the update's "
+                f"own), got optim.epochs={self.epochs}"
+            )
+        return self
 
 
 class WarmStartConfig(_Section):

@@ -266,8 +266,12 @@ class Trainer:
         if batch.num_rows == 0:
             return {}
         record: dict[str, Any] = {}
+        held = None
         with timer.phase("scoring"):
-            phases.score(batch, self.policy)
+            if cfg.optim.fused_scoring:  # the update's own forward, held for its step
+                held = phases.score_for_update(batch, self.policy, algo.entropy_coef > 0)
+            else:
+                phases.score(batch, self.policy)
         if self.reference is not None:
             with timer.phase("reference"):
                 phases.reference(batch, self.reference)
@@ -281,9 +285,12 @@ class Trainer:
         record.update(phases.analysis(batch, cfg.analysis.mask_quadrant))
         with timer.phase("update"):
             optim, generator = cfg.optim, self.shuffle_generator
-            record.update(
-                phases.update_policy(batch, self.policy, self.optimizer, algo, optim, generator)
-            )
+            if held is not None:
+                step = (batch, held, self.policy, self.optimizer, algo, optim)
+                record.update(phases.update_policy_fused(*step))
+            else:
+                step = (batch, self.policy, self.optimizer, algo, optim, generator)
+                record.update(phases.update_policy(*step))
             if self.critic is not None:
                 critic_step = (self.critic, self.critic_optimizer, algo, optim, generator)
                 record.update(phases.update_critic(batch, *critic_step))

@@ -15,7 +15,8 @@ tested on a batch built by hand:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -56,6 +57,41 @@ def score(batch: SpanBatch, policy: PolicyRunner, rows_per_chunk: int = SCORE_RO
     similar length cropped to their tokens (:meth:`SpanBatch.chunks`). AEM's entropy comes from
     this pass, never from an extra one."""
     batch["old_log_probs"], batch["entropy"] = _score_spans(batch, policy, rows_per_chunk)
+
+
+@dataclass
+class HeldForward:
+    """The update's own forward, run before any advantage exists (``optim.fused_scoring``): per
+    chunk of rows, the ids of its spans, their log-probs with the graph, and their entropy with
+    the graph when the loss has an entropy bonus (else None)."""
+
+    chunks: list[tuple[Tensor, Tensor, Tensor | None]]
+
+
+def score_for_update(
+    batch: SpanBatch, policy: PolicyRunner, entropy_graph: bool, rows_per_chunk: int = SCORE_ROWS
+) -> HeldForward:
+    """``old_log_probs`` and ``entropy`` as :func:`score` writes them, taken from a forward with
+    grad whose graph :func:`update_policy_fused` then differentiates: with one epoch and one
+    mini-batch the old log-probs are the update's own (TRL's ``num_iterations=1``), so the
+    scoring pass is saved and AEM's entropy still comes from the pass that gives them. Holds the
+    whole batch's graph until the update."""
+    log_probs = torch.zeros(batch.span_mask().shape)
+    entropy = torch.zeros_like(log_probs)
+    held = []
+    policy.train()
+    with trusted_inputs():  # rows built by SpanBatch
+        for spans, chunk in batch.chunks(rows_per_chunk):
+            out = policy.score(chunk.input_ids, chunk.attention_mask, chunk.response_mask)
+            chunk_log_probs, chunk_entropy = (
+                chunk.to_spans(out.log_probs),
+                chunk.to_spans(out.entropy),
+            )
+            log_probs[spans] = chunk_log_probs.detach()
+            entropy[spans] = chunk_entropy.detach()
+            held.append((spans, chunk_log_probs, chunk_entropy if entropy_graph else None))
+    batch["old_log_probs"], batch["entropy"] = log_probs, entropy
+    return HeldForward(held)
 
 
 @torch.no_grad()
@@ -265,6 +301,40 @@ def gradient_steps(
     return steps
 
 
+def policy_loss(
+    fields: Mapping[str, Tensor],
+    log_probs: Tensor,
+    entropy: Tensor | None,
+    algo: AlgorithmConfig,
+) -> tuple[Tensor, dict[str, float]]:
+    """The loss of spans whose ``loss_mask``, ``old_log_probs``, ``advantages`` (and
+    ``ref_log_probs``) are ``fields``, at the current ``log_probs`` (and ``entropy``, for the
+    bonus), and its ``actor/*`` metrics."""
+    mask = fields["loss_mask"]
+    pg_loss, pg_metrics = get_policy_loss(algo.loss)(
+        fields["old_log_probs"], log_probs, fields["advantages"], mask, policy_loss_config(algo)
+    )
+    metrics = {f"actor/{key}": float(value.detach()) for key, value in pg_metrics.items()}
+    metrics["actor/pg_loss"] = _finite("the policy loss", float(pg_loss.detach()))
+    loss = pg_loss
+    if "ref_log_probs" in fields and algo.kl_coef > 0:
+        per_token_kl = kl_penalty(log_probs, fields["ref_log_probs"], algo.kl_kind, algo.kl_clamp)
+        if algo.kl_bias_correction:  # TRL's use_bias_correction_kl
+            per_token_kl = importance_corrected_kl(per_token_kl, log_probs, fields["old_log_probs"])
+        kl = aggregate_loss(per_token_kl, mask, algo.agg_mode)
+        loss = loss + algo.kl_coef * kl
+        metrics["actor/kl"] = float(kl.detach())
+    if algo.entropy_coef > 0 and entropy is not None:
+        loss = loss - algo.entropy_coef * entropy_bonus(entropy, mask, algo.agg_mode)
+    return loss, metrics
+
+
+def _check_policy_fields(batch: SpanBatch) -> None:
+    for name in ("old_log_probs", "advantages", "ref_log_probs"):
+        if name in batch:
+            require_finite(name, batch[name], where=batch["loss_mask"])
+
+
 def update_policy(
     batch: SpanBatch,
     policy: PolicyRunner,
@@ -275,38 +345,13 @@ def update_policy(
 ) -> dict[str, float]:
     """The policy's :func:`gradient_steps` on ``loss_mask``, ``old_log_probs``, ``advantages``
     (and ``ref_log_probs``); returns the mean of each ``actor/*`` metric over the steps."""
-    loss_fn = get_policy_loss(algo.loss)
-    loss_config = policy_loss_config(algo)
-    mask = batch["loss_mask"]
-    for name in ("old_log_probs", "advantages", "ref_log_probs"):
-        if name in batch:
-            require_finite(name, batch[name], where=mask)
+    _check_policy_fields(batch)
+    bonus = algo.entropy_coef > 0
 
     def micro_loss(part: SpanBatch) -> tuple[Tensor, dict[str, float]]:
-        mask = part["loss_mask"]
-        scored = policy.score(
-            part.input_ids, part.attention_mask, part.response_mask, algo.entropy_coef > 0
-        )
-        log_probs = part.to_spans(scored.log_probs)
-        pg_loss, pg_metrics = loss_fn(
-            part["old_log_probs"], log_probs, part["advantages"], mask, loss_config
-        )
-        metrics = {f"actor/{key}": float(value.detach()) for key, value in pg_metrics.items()}
-        metrics["actor/pg_loss"] = _finite("the policy loss", float(pg_loss.detach()))
-        loss = pg_loss
-        if "ref_log_probs" in part and algo.kl_coef > 0:
-            per_token_kl = kl_penalty(log_probs, part["ref_log_probs"], algo.kl_kind, algo.kl_clamp)
-            if algo.kl_bias_correction:  # TRL's use_bias_correction_kl
-                per_token_kl = importance_corrected_kl(
-                    per_token_kl, log_probs, part["old_log_probs"]
-                )
-            kl = aggregate_loss(per_token_kl, mask, algo.agg_mode)
-            loss = loss + algo.kl_coef * kl
-            metrics["actor/kl"] = float(kl.detach())
-        if algo.entropy_coef > 0:
-            bonus = entropy_bonus(part.to_spans(scored.entropy), mask, algo.agg_mode)
-            loss = loss - algo.entropy_coef * bonus
-        return loss, metrics
+        scored = policy.score(part.input_ids, part.attention_mask, part.response_mask, bonus)
+        entropy = part.to_spans(scored.entropy) if bonus else None
+        return policy_loss(part, part.to_spans(scored.log_probs), entropy, algo)
 
     steps = gradient_steps(
         policy, optimizer, batch.keep(*POLICY_FIELDS), optim, generator, algo.agg_mode, micro_loss
@@ -314,6 +359,39 @@ def update_policy(
     for step in steps:
         step["actor/grad_norm"] = step.pop("grad_norm")
     return _mean_over(steps)
+
+
+def update_policy_fused(
+    batch: SpanBatch,
+    held: HeldForward,
+    policy: PolicyRunner,
+    optimizer: torch.optim.Optimizer,
+    algo: AlgorithmConfig,
+    optim: OptimConfig,
+) -> dict[str, float]:
+    """One optimiser step on the whole batch from the forward :func:`score_for_update` held:
+    each chunk's loss weighs its share of the batch's loss units (:func:`loss_units`), as the
+    micro-batches of :func:`gradient_steps` do, so the step is that of one mini-batch."""
+    _check_policy_fields(batch)
+    total = loss_units(batch["loss_mask"], algo.agg_mode)
+    step: dict[str, float] = {}
+    if int(total) > 0:
+        optimizer.zero_grad(set_to_none=True)
+        for spans, log_probs, entropy in held.chunks:
+            fields = {name: batch[name][spans] for name in POLICY_FIELDS if name in batch}
+            share = float(loss_units(fields["loss_mask"], algo.agg_mode) / total)
+            if share == 0.0:
+                continue
+            loss, metrics = policy_loss(fields, log_probs, entropy, algo)
+            (share * loss).backward()
+            for key, value in metrics.items():
+                step[key] = step.get(key, 0.0) + share * value
+        grad_norm = torch.nn.utils.clip_grad_norm_(optimized_parameters(optimizer), optim.grad_clip)
+        optimizer.step()
+        step["actor/grad_norm"] = float(grad_norm)
+    held.chunks.clear()  # the graph is freed
+    policy.eval()
+    return step
 
 
 def update_critic(
