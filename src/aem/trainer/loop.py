@@ -224,8 +224,8 @@ class Trainer:
         generation_tasks = self._generation_tasks()
         rolled: list[SpanBatch] = []
         kept_parts: list[SpanBatch] = []
-        kept_groups = 0
-        while kept_groups < r.tasks and len(rolled) <= self.algo.max_refills:
+        informative_counts: list[int] = []
+        while sum(informative_counts) < r.tasks and len(rolled) <= self.algo.max_refills:
             seeds = self._task_seeds(generation_tasks)
             extra = self._rollout(
                 self.pool, seeds, r.group_size, r.temperature, self.sample_generator
@@ -233,13 +233,11 @@ class Trainer:
             rolled.append(extra)
             informative = informative_groups(extra)
             kept_parts.append(extra.select_groups(informative))
-            kept_groups += len(informative)
+            informative_counts.append(len(informative))
         kept = SpanBatch.concat(kept_parts)
         kept = kept.select_groups(sorted(set(kept["group"].tolist()))[: r.tasks])
         stats = episode_metrics(SpanBatch.concat(rolled))
-        stats["rollout/informative_group_frac"] = len(informative_groups(rolled[0])) / (
-            generation_tasks
-        )
+        stats["rollout/informative_group_frac"] = informative_counts[0] / generation_tasks
         stats["rollout/refills"] = float(len(rolled) - 1)
         stats["rollout/kept_groups"] = float(_num_groups(kept))
         return kept, stats

@@ -15,8 +15,9 @@ tested on a batch built by hand:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -36,6 +37,8 @@ from aem.batch import SpanBatch
 from aem.checks import require_finite, trusted_inputs
 from aem.policy.runner import CriticRunner, PolicyRunner
 from aem.trainer.config import AlgorithmConfig, OptimConfig
+
+T = TypeVar("T")
 
 SCORE_ROWS = 64
 """Rows per no-grad scoring chunk."""
@@ -281,24 +284,37 @@ def gradient_steps(
                 total = loss_units(part["loss_mask"], agg_mode)
                 if int(total) == 0:
                     continue
-                optimizer.zero_grad(set_to_none=True)
-                step: dict[str, float] = {}
-                for micro in part.microbatches(optim.micro_batch_tokens):
-                    share = float(loss_units(micro["loss_mask"], agg_mode) / total)
-                    if share == 0.0:
-                        continue
-                    loss, metrics = micro_loss(micro)
-                    (share * loss).backward()
-                    for key, value in metrics.items():
-                        step[key] = step.get(key, 0.0) + share * value
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    optimized_parameters(optimizer), optim.grad_clip
+                shares = (
+                    (float(loss_units(micro["loss_mask"], agg_mode) / total), micro)
+                    for micro in part.microbatches(optim.micro_batch_tokens)
                 )
-                optimizer.step()
-                step["grad_norm"] = float(grad_norm)
-                steps.append(step)
+                steps.append(accumulated_step(optimizer, optim, shares, micro_loss))
     runner.eval()
     return steps
+
+
+def accumulated_step(
+    optimizer: torch.optim.Optimizer,
+    optim: OptimConfig,
+    shares: Iterable[tuple[float, T]],
+    loss_of: Callable[[T], tuple[Tensor, dict[str, float]]],
+) -> dict[str, float]:
+    """One optimiser step whose gradient accumulates ``share * loss`` over the ``(share, part)``
+    pairs (parts with share 0 are skipped); returns the share-weighted metrics and ``grad_norm``
+    (before clipping to ``optim.grad_clip``)."""
+    optimizer.zero_grad(set_to_none=True)
+    step: dict[str, float] = {}
+    for share, part in shares:
+        if share == 0.0:
+            continue
+        loss, metrics = loss_of(part)
+        (share * loss).backward()
+        for key, value in metrics.items():
+            step[key] = step.get(key, 0.0) + share * value
+    grad_norm = torch.nn.utils.clip_grad_norm_(optimized_parameters(optimizer), optim.grad_clip)
+    optimizer.step()
+    step["grad_norm"] = float(grad_norm)
+    return step
 
 
 def policy_loss(
@@ -376,19 +392,13 @@ def update_policy_fused(
     total = loss_units(batch["loss_mask"], algo.agg_mode)
     step: dict[str, float] = {}
     if int(total) > 0:
-        optimizer.zero_grad(set_to_none=True)
+        shares = []
         for spans, log_probs, entropy in held.chunks:
             fields = {name: batch[name][spans] for name in POLICY_FIELDS if name in batch}
             share = float(loss_units(fields["loss_mask"], algo.agg_mode) / total)
-            if share == 0.0:
-                continue
-            loss, metrics = policy_loss(fields, log_probs, entropy, algo)
-            (share * loss).backward()
-            for key, value in metrics.items():
-                step[key] = step.get(key, 0.0) + share * value
-        grad_norm = torch.nn.utils.clip_grad_norm_(optimized_parameters(optimizer), optim.grad_clip)
-        optimizer.step()
-        step["actor/grad_norm"] = float(grad_norm)
+            shares.append((share, (fields, log_probs, entropy)))
+        step = accumulated_step(optimizer, optim, shares, lambda part: policy_loss(*part, algo))
+        step["actor/grad_norm"] = step.pop("grad_norm")
     held.chunks.clear()  # the graph is freed
     policy.eval()
     return step
