@@ -218,6 +218,24 @@ def test_aem_sft_saves_a_policy_that_train_starts_from(tmp_path, capsys):
     assert main(["sft", "--out", str(tmp_path / "x"), *TINY, "warm_start.steps=0"]) == 2
 
 
+@pytest.mark.parametrize("layout", ["turn", "trajectory"])
+def test_the_warm_start_warns_when_expert_responses_outgrow_the_response_budget(
+    tmp_path, caplog, layout
+):
+    from aem.cli import main
+
+    extra = [f"rollout.layout={layout}", "rollout.max_sequence_tokens=512"]
+    with caplog.at_level("WARNING", logger="aem.trainer.initial_policy"):
+        assert main(["sft", "--out", str(tmp_path / "short"), *TINY, *extra]) == 0
+    warned = [r.getMessage() for r in caplog.records if "expert responses" in r.getMessage()]
+    assert len(warned) == 1 and "rollout.max_response_tokens=8 tokens" in warned[0], warned
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="aem.trainer.initial_policy"):
+        budget = "rollout.max_response_tokens=64"
+        assert main(["sft", "--out", str(tmp_path / "long"), *TINY, *extra, budget]) == 0
+    assert not [r for r in caplog.records if "expert responses" in r.getMessage()]
+
+
 def test_a_user_registered_estimator_and_modulation_train_from_the_cli(tmp_path, monkeypatch):
     from aem.algorithms import advantages, modulation
     from aem.algorithms.modulation import Modulation, register_modulation, response_entropy

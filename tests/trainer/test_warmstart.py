@@ -20,6 +20,7 @@ from aem.policy.tokenizer import AgentTokenIds, build_tokenizer
 from aem.rollout import FunctionResponder, encode_prompt, rollout
 from aem.trainer.warmstart import (
     NoisyExpert,
+    budget_overrun,
     corpus_texts,
     expert_dataset,
     expert_trajectories,
@@ -331,3 +332,11 @@ def test_trajectory_example_loss_matches_a_per_sequence_reference(tokenizer: Any
                 start += len(response)
     losses = finetune_examples(PolicyRunner(model), episodes, tokenizer.pad_token_id, 1, 3, 1e-3, 3)
     assert losses[0] == pytest.approx(nll / count, rel=1e-4)
+
+
+def test_budget_overrun_names_the_key_the_count_and_the_longest() -> None:
+    assert budget_overrun([3, 8, 5], 8, "rollout.max_response_tokens") is None
+    message = budget_overrun([3, 9, 12, 5], 8, "rollout.max_response_tokens")
+    assert message is not None
+    assert "2 of 4 expert responses" in message and "longest 12" in message
+    assert "rollout.max_response_tokens=8" in message

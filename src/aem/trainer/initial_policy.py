@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -23,12 +24,15 @@ from aem.policy.tiny import build_tiny_model
 from aem.policy.tokenizer import build_tokenizer
 from aem.trainer.config import TrainConfig
 from aem.trainer.warmstart import (
+    budget_overrun,
     corpus_texts,
     expert_dataset,
     expert_trajectories,
     finetune_examples,
     supervised_finetune,
 )
+
+logger = logging.getLogger(__name__)
 
 LORA_FILE = "aem_lora.json"
 """The run's :class:`LoraSpec` next to the base weights in ``RUN_DIR/init`` (not
@@ -96,9 +100,13 @@ def initial_policy(
                 or getattr(model.config, "max_position_embeddings", None),
             )
             pad_id = int(tokenizer.pad_token_id)
+            lengths = [len(t[1]) for example in examples for t in example if t[2]]
             losses = finetune_examples(policy, examples, pad_id, **train)
         else:
             examples = expert_dataset(**play)
+            lengths = [
+                len(tokenizer(r, add_special_tokens=False)["input_ids"]) for _, r in examples
+            ]
             losses = supervised_finetune(
                 policy,
                 tokenizer,
@@ -107,6 +115,11 @@ def initial_policy(
                 **train,
             )
         model.eval()
+        overrun = budget_overrun(
+            lengths, cfg.rollout.max_response_tokens, "rollout.max_response_tokens"
+        )
+        if overrun:
+            logger.warning(overrun)
         metrics = {
             "warm_start/examples": float(len(examples)),
             "warm_start/steps": float(len(losses)),

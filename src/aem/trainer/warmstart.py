@@ -332,6 +332,20 @@ def tokenize_pairs(
     return prompts, responses
 
 
+def budget_overrun(lengths: Sequence[int], budget: int, key: str) -> str | None:
+    """A warning when some expert responses (``lengths`` in tokens, eos excluded) are longer than
+    the rollout's response budget ``budget`` (config ``key``): the policy is cloned on them but
+    can never finish them in a rollout. ``None`` when every response fits."""
+    over = [n for n in lengths if n > budget]
+    if not over:
+        return None
+    return (
+        f"warm start: {len(over)} of {len(lengths)} expert responses are longer than "
+        f"{key}={budget} tokens (longest {max(over)}); rollouts cut them before their action "
+        f"closes, so raise {key} to at least {max(over)}"
+    )
+
+
 def sft_lr_factor(step: int, steps: int, warmup: float = 0.05, floor: float = 0.1) -> float:
     """Learning-rate multiplier of step ``step`` of ``steps``: linear warm-up over the first
     ``warmup`` fraction, then cosine decay from 1 to ``floor``."""
